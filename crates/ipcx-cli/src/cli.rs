@@ -1,0 +1,60 @@
+//! Command-line syntax (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ipcx: inter-process communication toolkit for Linux.
+#[derive(Debug, Parser)]
+#[command(name = "ipcx", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the system's IPC limits and health, and flag what will bite.
+    Doctor,
+    /// Measure latency and throughput between two processes.
+    Bench(BenchArgs),
+    /// Internal: the far side of a benchmark, started by `ipcx bench`.
+    #[command(hide = true, name = "__bench-peer")]
+    BenchPeer(BenchPeerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Measure the raw floors of the OS primitives (`floor.*`).
+    #[arg(long)]
+    pub raw: bool,
+    /// Fewer samples: the whole run finishes in under a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// Message sizes in bytes, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "64,4096,65536,1048576")]
+    pub sizes: Vec<usize>,
+    /// Only run entries whose name contains one of these (comma separated), e.g. `futex,pipe`.
+    #[arg(long, value_delimiter = ',')]
+    pub filter: Vec<String>,
+    /// Also write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchPeerArgs {
+    /// Entry name, e.g. `floor.pipe`.
+    pub name: String,
+    /// Message size in bytes.
+    pub size: usize,
+    /// Number of ping-pong iterations (warm-up included) or messages.
+    pub iterations: u64,
+    /// `pingpong` or `throughput`.
+    pub mode: String,
+    /// Rendezvous argument (object name, path or port) created by the parent.
+    pub rendezvous: String,
+    /// CPU to pin to, if any.
+    #[arg(long)]
+    pub cpu: Option<usize>,
+}

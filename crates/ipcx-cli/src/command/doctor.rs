@@ -1,0 +1,5 @@
+//! `ipcx doctor`.
+
+pub fn run() -> anyhow::Result<()> {
+    anyhow::bail!("doctor is not implemented yet")
+}

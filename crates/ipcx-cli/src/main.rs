@@ -1,0 +1,22 @@
+//! The `ipcx` command.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod command;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match command::run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line per cause, no backtrace.
+            eprintln!("ipcx: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
