@@ -20,43 +20,43 @@
 mod errno;
 mod time;
 
-/// How named objects are created and who may use them.
-pub mod options;
 /// Validation of POSIX IPC object names.
 pub mod name;
+/// How named objects are created and who may use them.
+pub mod options;
 
-/// POSIX shared memory objects (`shm_open`).
-pub mod posix_shm;
-/// Anonymous shared memory with seals (`memfd_create`).
-pub mod memfd;
-/// System V shared memory segments (`shmget`, `shmat`).
-pub mod sysv_shm;
-/// Memory mappings of shared memory, size-checked and pre-faulted.
-pub mod mapping;
-/// Futex wait and wake on a shared `AtomicU32`.
-pub mod futex;
 /// Event counters (`eventfd`).
 pub mod eventfd;
-/// Anonymous pipes and named FIFOs (`pipe2`, `mkfifo`).
-pub mod pipe;
-/// Unix domain sockets: stream, seqpacket, datagram, credentials and fd passing.
-pub mod uds;
-/// POSIX message queues (`mq_open`).
-pub mod posix_mq;
-/// System V message queues (`msgget`).
-pub mod sysv_msg;
-/// POSIX named semaphores (`sem_open`).
-pub mod posix_sem;
-/// System V semaphore sets (`semget`, `semtimedop`).
-pub mod sysv_sem;
-/// Process-shared robust mutexes living in shared memory.
-pub mod robust_mutex;
-/// Liveness tokens (`flock` on a file for a process's life) and pidfds.
-pub mod liveness;
-/// Process and CPU helpers: affinity, CPU count, uid.
-pub mod process;
+/// Futex wait and wake on a shared `AtomicU32`.
+pub mod futex;
 /// System IPC limits and health, as `ipcx doctor` prints them.
 pub mod limits;
+/// Liveness tokens (`flock` on a file for a process's life) and pidfds.
+pub mod liveness;
+/// Memory mappings of shared memory, size-checked and pre-faulted.
+pub mod mapping;
+/// Anonymous shared memory with seals (`memfd_create`).
+pub mod memfd;
+/// Anonymous pipes and named FIFOs (`pipe2`, `mkfifo`).
+pub mod pipe;
+/// POSIX message queues (`mq_open`).
+pub mod posix_mq;
+/// POSIX named semaphores (`sem_open`).
+pub mod posix_sem;
+/// POSIX shared memory objects (`shm_open`).
+pub mod posix_shm;
+/// Process and CPU helpers: affinity, CPU count, uid.
+pub mod process;
+/// Process-shared robust mutexes living in shared memory.
+pub mod robust_mutex;
+/// System V message queues (`msgget`).
+pub mod sysv_msg;
+/// System V semaphore sets (`semget`, `semtimedop`).
+pub mod sysv_sem;
+/// System V shared memory segments (`shmget`, `shmat`).
+pub mod sysv_shm;
+/// Unix domain sockets: stream, seqpacket, datagram, credentials and fd passing.
+pub mod uds;
 
 pub use errno::Errno;
 pub use options::{CreateMode, Permissions};

@@ -12,7 +12,9 @@ pub enum NameError {
     #[error("ipc object name is empty; pass a name such as \"ipcx.myns.chan\"")]
     Empty,
     /// The name is longer than [`MAX_NAME_LEN`].
-    #[error("ipc object name is {len} bytes long; the limit is {MAX_NAME_LEN}, use a shorter name")]
+    #[error(
+        "ipc object name is {len} bytes long; the limit is {MAX_NAME_LEN}, use a shorter name"
+    )]
     TooLong {
         /// Length of the rejected name in bytes.
         len: usize,

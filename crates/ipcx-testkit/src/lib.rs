@@ -32,6 +32,5 @@ mod peer;
 pub use leftovers::{leftovers, sysv_id_exists, SysvKind};
 pub use names::unique_name;
 pub use peer::{
-    peer, peer_args, read_command, run_peer, signal, Peer, PeerBuilder, DEFAULT_TIMEOUT,
-    NOBODY_UID,
+    peer, peer_args, read_command, run_peer, signal, Peer, PeerBuilder, DEFAULT_TIMEOUT, NOBODY_UID,
 };

@@ -12,15 +12,18 @@ fn peer_main(role: &str, args: &[String]) {
                 signal("echo", &cmd);
             }
         }
-        "whoami" => signal("uid", &std::fs::read_to_string("/proc/self/status")
-            .unwrap()
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .to_owned()),
+        "whoami" => signal(
+            "uid",
+            &std::fs::read_to_string("/proc/self/status")
+                .unwrap()
+                .lines()
+                .find(|l| l.starts_with("Uid:"))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .to_owned(),
+        ),
         "hang" => {
             signal("ready", "");
             loop {
