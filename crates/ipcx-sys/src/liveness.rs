@@ -62,10 +62,10 @@
 //! [`Pidfd::open`]: crate::liveness::Pidfd::open
 
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{flock, FlockOperation, Mode, OFlags};
+use rustix::fs::{flock, linkat, AtFlags, FlockOperation, Mode, OFlags, CWD};
 use rustix::io::Errno;
 use thiserror::Error;
 
@@ -195,6 +195,8 @@ impl LivenessToken {
     ///
     /// If a token is already there and its owner is dead, it is claimed, removed and
     /// replaced. If its owner is alive, this fails with [`AcquireError::AlreadyHeld`].
+    /// The directory must exist. Pass an absolute path: the token removes `path` again
+    /// when dropped, and a relative one would follow a change of working directory.
     pub fn acquire(
         path: impl AsRef<Path>,
         permissions: Permissions,
@@ -214,16 +216,10 @@ impl LivenessToken {
         // Nobody else can reach an unnamed file, so this cannot fail with EWOULDBLOCK.
         flock(&fd, FlockOperation::NonBlockingLockExclusive).map_err(err)?;
         write_pid(&fd).map_err(err)?;
-        let proc_link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        // Linking the magic /proc link publishes the unnamed file (see open(2), O_TMPFILE).
+        let proc_link = format!("/proc/self/fd/{}", fd.as_raw_fd());
         for _ in 0..ACQUIRE_ATTEMPTS {
-            let cwd = rustix::fs::CWD;
-            match rustix::fs::linkat(
-                cwd,
-                &proc_link,
-                cwd,
-                path,
-                rustix::fs::AtFlags::SYMLINK_FOLLOW,
-            ) {
+            match linkat(CWD, &proc_link, CWD, path, AtFlags::SYMLINK_FOLLOW) {
                 Ok(()) => return Ok(LivenessToken { fd: Some(fd), path: path.to_path_buf() }),
                 Err(Errno::EXIST) => {}
                 Err(e) => return Err(err(e)),
@@ -252,6 +248,10 @@ impl LivenessToken {
 
     fn release(&mut self) -> Result<(), RemoveError> {
         let Some(fd) = self.fd.take() else { return Ok(()) };
+        // Someone who ignores the protocol (`rm`) may have put another owner's token there.
+        if !same_file(&fd, &self.path) {
+            return Ok(());
+        }
         // Unlink while still locked: once unlocked, the file would look dead to a cleaner.
         let res = match rustix::fs::unlink(&self.path) {
             Ok(()) | Err(Errno::NOENT) => Ok(()),
@@ -271,6 +271,14 @@ impl Drop for LivenessToken {
 impl fmt::Debug for LivenessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LivenessToken").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+/// Whether `path` names the file open as `fd` (same device and inode).
+fn same_file(fd: impl AsFd, path: &Path) -> bool {
+    match (rustix::fs::fstat(fd), rustix::fs::lstat(path)) {
+        (Ok(a), Ok(b)) => (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino),
+        _ => false,
     }
 }
 
@@ -320,6 +328,18 @@ mod tests {
         drop(token);
         assert_eq!(probe(&path).unwrap(), Liveness::Missing);
         std::fs::remove_dir(&dir).unwrap();
+    }
+
+    #[test]
+    fn drop_leaves_a_file_that_replaced_the_token() {
+        let dir = temp_dir();
+        let path = dir.join("r.lock");
+        let token = LivenessToken::acquire(&path, Permissions::OWNER_ONLY).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, "someone else\n").unwrap();
+        drop(token);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -263,7 +263,7 @@ fn nobody_cannot_probe_or_create_owner_only_tokens() {
     let _token = LivenessToken::acquire(&path, Permissions::OWNER_ONLY).unwrap();
     assert_eq!(probe_from_peer(&path, Some(NOBODY_UID)), "permission-denied");
 
-    // A 0700 directory: nobody can neither reach tokens in it nor create one.
+    // A 0700 directory: uid 65534 can neither reach tokens in it nor create one.
     let closed = TempDir::new(0o700);
     let inner = closed.path("inner.lock");
     let _inner = LivenessToken::acquire(&inner, Permissions::from_mode(0o644).unwrap()).unwrap();
