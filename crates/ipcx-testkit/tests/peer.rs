@@ -12,18 +12,11 @@ fn peer_main(role: &str, args: &[String]) {
                 signal("echo", &cmd);
             }
         }
-        "whoami" => signal(
-            "uid",
-            &std::fs::read_to_string("/proc/self/status")
-                .unwrap()
-                .lines()
-                .find(|l| l.starts_with("Uid:"))
-                .unwrap()
-                .split_whitespace()
-                .nth(1)
-                .unwrap()
-                .to_owned(),
-        ),
+        "whoami" => {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+            signal("uid", uid_line.split_whitespace().nth(1).unwrap());
+        }
         "hang" => {
             signal("ready", "");
             loop {
