@@ -22,6 +22,9 @@ use super::{ConnectError, RecvError, SendError, SockOptError, SocketError, UdsAd
 /// Linux refuses a datagram or seqpacket message longer than `SO_SNDBUF` minus this.
 const SNDBUF_OVERHEAD: usize = 32;
 
+/// Pause before retrying an operation that poll called ready but that still would block.
+const BACKOFF: Duration = Duration::from_millis(1);
+
 /// How long an operation may wait.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Wait {
@@ -93,9 +96,9 @@ pub(super) fn retry<T>(
         if polled_ready {
             // poll said ready but the op still could not proceed (e.g. an unconnected
             // datagram send to a full receiver, which poll cannot see): back off briefly.
-            std::thread::sleep(
-                left.map_or(Duration::from_millis(1), |l| l.min(Duration::from_millis(1))),
-            );
+            std::thread::sleep(left.map_or(BACKOFF, |l| l.min(BACKOFF)));
+            polled_ready = false;
+            continue;
         }
         let ts = left.map(crate::time::relative);
         let mut fds = [PollFd::new(&fd, ready)];

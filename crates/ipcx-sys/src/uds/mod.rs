@@ -1,20 +1,25 @@
 //! Unix domain sockets: byte streams, message sockets and datagrams between processes on
 //! one machine, with peer credentials and fd passing.
 //!
-//! - [`UdsAddr`]: a validated filesystem path (at most 107 bytes) or Linux abstract name.
-//! - [`UdsListener`] / [`UdsStream`]: `SOCK_STREAM`, ordered bytes without boundaries.
-//! - [`UdsSeqpacketListener`] / [`UdsSeqpacket`]: `SOCK_SEQPACKET`, connected and ordered
+//! - [`UdsAddr`](crate::uds::UdsAddr): a validated filesystem path (at most 107 bytes) or
+//!   Linux abstract name.
+//! - [`UdsListener`](crate::uds::UdsListener) / [`UdsStream`](crate::uds::UdsStream):
+//!   `SOCK_STREAM`, ordered bytes without boundaries.
+//! - [`UdsSeqpacketListener`](crate::uds::UdsSeqpacketListener) /
+//!   [`UdsSeqpacket`](crate::uds::UdsSeqpacket): `SOCK_SEQPACKET`, connected and ordered
 //!   messages whose boundaries are kept.
-//! - [`UdsDatagram`]: `SOCK_DGRAM`, connectionless messages; reliable and ordered on Linux.
-//! - [`PeerCred`] (`SO_PEERCRED`) and pidfds of the peer (`SO_PEERPIDFD`, Linux 6.5+).
+//! - [`UdsDatagram`](crate::uds::UdsDatagram): `SOCK_DGRAM`, connectionless messages;
+//!   reliable and ordered on Linux.
+//! - [`PeerCred`](crate::uds::PeerCred) (`SO_PEERCRED`) and pidfds of the peer
+//!   (`SO_PEERPIDFD`, Linux 6.5+).
 //! - fd passing (`SCM_RIGHTS`) on every type: `send_with_fds` / `recv_with_fds`.
 //!
 //! Lifecycle: binding a path creates a socket file with exactly the configured
 //! [`Permissions`](crate::Permissions) (default `0o600`, whatever the umask) and the handle
 //! that bound it unlinks it on drop (only if the file is still the one it created). A path
-//! left behind by a killed process is reclaimed by [`CreateMode::OpenOrCreate`]
-//! (`crate::CreateMode`) once a probe shows nobody listens. Abstract names have no file and
-//! no permissions; they vanish with the socket.
+//! left behind by a killed process is reclaimed by
+//! [`CreateMode::OpenOrCreate`](crate::CreateMode::OpenOrCreate) once a probe shows nobody
+//! listens. Abstract names have no file and no permissions; they vanish with the socket.
 //!
 //! Every socket is close-on-exec; every send uses `MSG_NOSIGNAL` (a closed peer is an error,
 //! never `SIGPIPE`). Every wait has a blocking, a timeout and a non-blocking form; `EINTR`
@@ -67,10 +72,16 @@ pub struct RemoveError {
 #[derive(Debug, Error)]
 pub enum BindError {
     /// [`CreateMode::Open`](crate::CreateMode::Open) was asked for; binding always creates.
-    #[error("binding creates a socket; use CreateMode::CreateExclusive or OpenOrCreate, or connect to open one")]
+    #[error(
+        "binding creates a socket; use CreateMode::CreateExclusive or OpenOrCreate, or connect to \
+         open one"
+    )]
     OpenUnsupported,
     /// With `CreateExclusive`, a file already exists at the path.
-    #[error("{addr} already exists; remove it or bind with CreateMode::OpenOrCreate to replace a stale socket")]
+    #[error(
+        "{addr} already exists; remove it or bind with CreateMode::OpenOrCreate to replace a \
+         stale socket"
+    )]
     AlreadyExists {
         /// The address asked for.
         addr: UdsAddr,
@@ -134,7 +145,10 @@ pub enum ConnectError {
         addr: UdsAddr,
     },
     /// The address exists but nobody listens (stale socket file, unbound abstract name).
-    #[error("nobody listens at {addr}; start the server (a stale socket file there is reclaimed by binding with OpenOrCreate)")]
+    #[error(
+        "nobody listens at {addr}; start the server (a stale socket file there is reclaimed by \
+         binding with OpenOrCreate)"
+    )]
     Refused {
         /// The address connected to.
         addr: UdsAddr,
@@ -217,7 +231,10 @@ pub enum SendError {
     #[error("socket is not connected; call connect first or use send_to")]
     NotConnected,
     /// The message is larger than one message may be on this socket.
-    #[error("message of {len} bytes exceeds this socket's limit of {max} bytes (SO_SNDBUF - 32); split it or raise SO_SNDBUF")]
+    #[error(
+        "message of {len} bytes exceeds this socket's limit of {max} bytes (SO_SNDBUF - 32); \
+         split it or raise SO_SNDBUF"
+    )]
     TooLarge {
         /// Length of the rejected message.
         len: usize,
@@ -254,7 +271,10 @@ pub enum RecvError {
     #[error("receive would block: nothing is queued; retry later or use recv_timeout")]
     WouldBlock,
     /// A message did not fit the buffer; it was consumed and dropped.
-    #[error("a message of {size} bytes did not fit the {capacity}-byte buffer and was dropped; receive with a buffer of at least max_message_size() bytes")]
+    #[error(
+        "a message of {size} bytes did not fit the {capacity}-byte buffer and was dropped; \
+         receive into a buffer as large as the socket's max_message_size/max_datagram_size"
+    )]
     Truncated {
         /// The real size of the message.
         size: usize,
@@ -307,7 +327,10 @@ pub enum RecvExactError {
         len: usize,
     },
     /// Receiving failed (or timed out) part way.
-    #[error("received {received} of {len} bytes before failing; the stream is now mid-message, close it")]
+    #[error(
+        "received {received} of {len} bytes before failing; the stream is now mid-message, close \
+         it"
+    )]
     Failed {
         /// Bytes received before the failure.
         received: usize,
@@ -342,7 +365,10 @@ pub enum SendFdsError {
 #[derive(Debug, Error)]
 pub enum RecvFdsError {
     /// The message carried more fds than allowed (`MSG_CTRUNC` or a count above the limit).
-    #[error("the message carried more fds than the {max_fds} allowed; all were closed, allow more or fix the sender")]
+    #[error(
+        "the message carried more fds than the {max_fds} allowed; all were closed, allow more or \
+         fix the sender"
+    )]
     TooManyFds {
         /// The limit the receiver gave.
         max_fds: usize,
