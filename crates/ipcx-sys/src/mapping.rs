@@ -133,7 +133,7 @@ impl MapOptions {
         let object_len = u64::try_from(st.st_size).unwrap_or(0);
         let len = mapped_len(object_len, self.len)?;
         if self.access == Access::ReadWrite && self.reserve {
-            reserve(fd, len)?;
+            reserve(fd, len).map_err(|source| MapError::NoSpace { len, source })?;
         }
         let (prot, writable) = match self.access {
             Access::ReadOnly => (ProtFlags::READ, false),
@@ -212,13 +212,13 @@ fn mapped_len(object_len: u64, requested: Option<usize>) -> Result<usize, MapErr
 }
 
 /// Allocates the first `len` bytes of `fd` now, so a full tmpfs fails here, not on a write.
-/// Only `ENOSPC` is an error: fds that cannot be fallocated (read-only, sealed, other
-/// filesystems) are mapped as they are and mmap reports what really matters.
-pub(crate) fn reserve(fd: impl AsFd, len: usize) -> Result<(), MapError> {
+/// Only `ENOSPC` is returned: fds that cannot be fallocated (read-only, sealed, other
+/// filesystems) are used as they are, and mmap reports what really matters.
+pub(crate) fn reserve(fd: impl AsFd, len: usize) -> Result<(), Errno> {
     loop {
         match fallocate(&fd, FallocateFlags::KEEP_SIZE, 0, len as u64) {
             Err(Errno::INTR) => continue,
-            Err(source @ Errno::NOSPC) => return Err(MapError::NoSpace { len, source }),
+            Err(Errno::NOSPC) => return Err(Errno::NOSPC),
             Ok(()) | Err(_) => return Ok(()),
         }
     }

@@ -1,0 +1,285 @@
+//! Shared memory across real processes: POSIX shm, memfd, System V shm and mappings.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+
+use ipcx_sys::mapping::{Access, MapError, MapOptions, Mapping};
+use ipcx_sys::posix_shm::{self, OpenError, PosixShm, UnlinkError};
+use ipcx_sys::{CreateMode, Permissions};
+use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name, NOBODY_UID};
+
+ipcx_testkit::peer_entry!(peer_main);
+
+fn peer_main(role: &str, args: &[String]) {
+    match role {
+        "posix-echo" => posix_echo(&args[0]),
+        "posix-open" => match PosixShm::builder(&args[0]).create_mode(CreateMode::Open).open() {
+            Ok(_) => signal("opened", ""),
+            Err(e) => signal("err", &format!("{}|{e}", open_kind(&e))),
+        },
+        "posix-unlink" => match posix_shm::unlink(&args[0]) {
+            Ok(()) => signal("unlinked", ""),
+            Err(e @ UnlinkError::PermissionDenied { .. }) => signal("err", &format!("perm|{e}")),
+            Err(e) => signal("err", &format!("other|{e}")),
+        },
+        "posix-create-umask" => {
+            let umask: u32 = u32::from_str_radix(&args[1], 8).unwrap();
+            let mode = Permissions::from_mode(u32::from_str_radix(&args[2], 8).unwrap()).unwrap();
+            // SAFETY: umask only swaps the process's file mode mask.
+            unsafe { libc::umask(umask as libc::mode_t) };
+            let _shm = PosixShm::builder(&args[0]).permissions(mode).size(4096).open().unwrap();
+            signal("created", "");
+            read_command();
+        }
+        "posix-create-and-hang" => {
+            let shm = PosixShm::builder(&args[0]).size(4096).open().unwrap();
+            let map = shm.map(Access::ReadWrite).unwrap();
+            map.write_at(0, b"left").unwrap();
+            signal("created", "");
+            read_command();
+        }
+        "tiny-tmpfs" => tiny_tmpfs(&args[0]),
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Opens the object, reports what the parent wrote, writes a reply, then waits.
+fn posix_echo(name: &str) {
+    let shm = PosixShm::builder(name).create_mode(CreateMode::Open).size(4096).open().unwrap();
+    assert!(!shm.created());
+    let map = shm.map(Access::ReadWrite).unwrap();
+    let mut buf = [0u8; 4];
+    map.read_at(0, &mut buf).unwrap();
+    signal("got", std::str::from_utf8(&buf).unwrap());
+    map.write_at(64, b"pong").unwrap();
+    map.atomic_u32_at(128).unwrap().store(7, Ordering::Release);
+    signal("wrote", "");
+    read_command();
+}
+
+/// In a private mount namespace, mounts a 64 KiB tmpfs over /dev/shm and checks that a
+/// 1 MiB object fails with NoSpace at creation, not with SIGBUS later.
+fn tiny_tmpfs(name: &str) {
+    // SAFETY: unshare only detaches this process's mount namespace.
+    if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+        signal("result", "skip: unshare(CLONE_NEWNS) not permitted");
+        return;
+    }
+    let none = c"none";
+    let root = c"/";
+    let shm_dir = c"/dev/shm";
+    let tmpfs = c"tmpfs";
+    let opts = c"size=64k";
+    // SAFETY: the strings are NUL-terminated; this makes mounts private to this namespace.
+    let rc = unsafe {
+        libc::mount(
+            none.as_ptr(),
+            root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(rc, 0, "make / private");
+    // SAFETY: the strings are NUL-terminated; mounts a small tmpfs in this namespace only.
+    let rc = unsafe {
+        libc::mount(none.as_ptr(), shm_dir.as_ptr(), tmpfs.as_ptr(), 0, opts.as_ptr().cast())
+    };
+    assert_eq!(rc, 0, "mount tiny tmpfs");
+
+    let e = PosixShm::builder(name).size(1 << 20).open().unwrap_err();
+    assert!(matches!(e, OpenError::NoSpace { size: 1048576, .. }), "{e}");
+    assert!(e.to_string().contains("df -h /dev/shm"), "{e}");
+    assert!(leftovers(name).is_empty(), "a failed create must not leave the object");
+
+    // An object sized without reserving (as another tool might make it): mapping it
+    // writable reserves first and reports NoSpace instead of faulting later.
+    let path = format!("/dev/shm/{name}");
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(1 << 20).unwrap();
+    let e = Mapping::map(file.as_fd(), Access::ReadWrite).unwrap_err();
+    assert!(matches!(e, MapError::NoSpace { .. }), "{e}");
+    signal("result", "nospace");
+}
+
+fn open_kind(e: &OpenError) -> &'static str {
+    match e {
+        OpenError::PermissionDenied { .. } => "perm",
+        OpenError::NotFound { .. } => "notfound",
+        _ => "other",
+    }
+}
+
+/// Removes a test object on drop, so a failing test leaves nothing behind.
+struct Cleanup(String);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = posix_shm::unlink(&self.0);
+    }
+}
+
+fn mode_of(name: &str) -> u32 {
+    std::fs::metadata(format!("/dev/shm/{name}"))
+        .map(|m| {
+            use std::os::unix::fs::PermissionsExt;
+            m.permissions().mode() & 0o777
+        })
+        .unwrap()
+}
+
+#[test]
+fn posix_round_trip_between_processes() {
+    let name = unique_name("shm");
+    let _c = Cleanup(name.clone());
+    let shm = PosixShm::builder(&name).size(4096).open().unwrap();
+    assert!(shm.created());
+    assert_eq!(shm.size(), 4096);
+    let map = shm.map(Access::ReadWrite).unwrap();
+    map.write_at(0, b"ping").unwrap();
+
+    let mut p = peer("posix-echo").arg(&name).spawn();
+    assert_eq!(p.expect("got"), "ping");
+    p.expect("wrote");
+    let mut buf = [0u8; 4];
+    map.read_at(64, &mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    assert_eq!(map.atomic_u32_at(128).unwrap().load(Ordering::Acquire), 7);
+    p.close_stdin();
+    p.wait_success();
+    assert_eq!(leftovers(&name).len(), 1, "an opener must not unlink");
+    drop(shm);
+    assert!(leftovers(&name).is_empty(), "the creator unlinks on drop");
+    // The mapping outlives the handle and the name.
+    map.read_at(64, &mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+}
+
+#[test]
+fn posix_create_modes_and_bad_arguments() {
+    let name = unique_name("shm");
+    let _c = Cleanup(name.clone());
+    let e = PosixShm::builder(&name).create_mode(CreateMode::Open).open().unwrap_err();
+    assert!(matches!(e, OpenError::NotFound { .. }), "{e}");
+    let first = PosixShm::builder(&name).size(8192).open().unwrap();
+    let e = PosixShm::builder(&name).size(8192).open().unwrap_err();
+    assert!(matches!(e, OpenError::AlreadyExists { .. }), "{e}");
+    let second =
+        PosixShm::builder(&name).create_mode(CreateMode::OpenOrCreate).size(100).open().unwrap();
+    assert!(!second.created());
+    assert_eq!(second.size(), 8192);
+    let e = PosixShm::builder(&name).create_mode(CreateMode::Open).size(8193).open().unwrap_err();
+    assert!(matches!(e, OpenError::TooSmall { size: 8192, required: 8193, .. }), "{e}");
+
+    let ro = PosixShm::builder(&name)
+        .create_mode(CreateMode::Open)
+        .access(Access::ReadOnly)
+        .open()
+        .unwrap();
+    let e = ro.map(Access::ReadWrite).unwrap_err();
+    assert!(matches!(e, MapError::FdAccess(_)), "{e}");
+    let m = ro.map_with(MapOptions::new(Access::ReadOnly).length(100)).unwrap();
+    assert_eq!(m.len(), 100);
+    assert!(matches!(m.atomic_u32_at(0), Err(ipcx_sys::mapping::AccessError::ReadOnly)));
+    let e = ro.map_with(MapOptions::new(Access::ReadOnly).length(8193)).unwrap_err();
+    assert!(matches!(e, MapError::TooSmall { object_len: 8192, requested: 8193 }), "{e}");
+
+    for bad in ["", "a/b", ".."] {
+        let e = PosixShm::builder(bad).size(1).open().unwrap_err();
+        assert!(matches!(e, OpenError::BadName(_)), "{bad:?}: {e}");
+    }
+    let e = PosixShm::builder(&unique_name("shm")).size(0).open().unwrap_err();
+    assert!(matches!(e, OpenError::MissingSize { .. }), "{e}");
+    drop((first, second, ro));
+    assert!(leftovers(&name).is_empty());
+}
+
+#[test]
+fn posix_cleanup_and_explicit_removal() {
+    let name = unique_name("shm");
+    let _c = Cleanup(name.clone());
+    // remove() unlinks now; a second removal reports NotFound.
+    let shm = PosixShm::builder(&name).size(4096).open().unwrap();
+    shm.remove().unwrap();
+    assert!(leftovers(&name).is_empty());
+    assert!(matches!(posix_shm::unlink(&name), Err(UnlinkError::NotFound { .. })));
+
+    // An opener asked to remove on drop does; a creator does not remove a newer object
+    // that took the same name after its own was unlinked.
+    let old = PosixShm::builder(&name).size(4096).open().unwrap();
+    posix_shm::unlink(&name).unwrap();
+    let newer = PosixShm::builder(&name).size(4096).open().unwrap();
+    drop(old);
+    assert_eq!(leftovers(&name).len(), 1, "dropping the old handle must keep the newer object");
+    let opener =
+        PosixShm::builder(&name).create_mode(CreateMode::Open).remove_on_drop(true).open().unwrap();
+    drop(opener);
+    assert!(leftovers(&name).is_empty());
+    drop(newer);
+}
+
+#[test]
+fn posix_object_survives_a_killed_creator_and_can_be_removed() {
+    let name = unique_name("shm");
+    let _c = Cleanup(name.clone());
+    let mut p = peer("posix-create-and-hang").arg(&name).spawn();
+    p.expect("created");
+    p.kill();
+    assert_eq!(leftovers(&name).len(), 1, "SIGKILL leaves the object behind");
+    let shm = PosixShm::builder(&name).create_mode(CreateMode::OpenOrCreate).size(4096).open();
+    let shm = shm.unwrap();
+    assert!(!shm.created());
+    let mut buf = [0u8; 4];
+    shm.map(Access::ReadOnly).unwrap().read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"left");
+    posix_shm::unlink(&name).unwrap();
+    assert!(leftovers(&name).is_empty());
+}
+
+#[test]
+fn posix_other_user_gets_permission_denied_on_0600() {
+    let name = unique_name("shm");
+    let _c = Cleanup(name.clone());
+    let _shm = PosixShm::builder(&name).size(4096).open().unwrap();
+    assert_eq!(mode_of(&name), 0o600);
+
+    let mut p = peer("posix-open").arg(&name).uid(NOBODY_UID).spawn();
+    let err = p.expect("err");
+    assert!(err.starts_with("perm|"), "{err}");
+    assert!(err.contains("mode 0o600") && err.contains("uid 0"), "{err}");
+    p.wait_success();
+
+    let mut p = peer("posix-unlink").arg(&name).uid(NOBODY_UID).spawn();
+    let err = p.expect("err");
+    assert!(err.starts_with("perm|"), "{err}");
+    p.wait_success();
+    assert_eq!(leftovers(&name).len(), 1);
+}
+
+#[test]
+fn posix_mode_is_exact_whatever_the_umask() {
+    for (umask, mode) in [("000", 0o640), ("077", 0o660), ("000", 0o600)] {
+        let name = unique_name("shm");
+        let _c = Cleanup(name.clone());
+        let mut p =
+            peer("posix-create-umask").arg(&name).arg(umask).arg(format!("{mode:o}")).spawn();
+        p.expect("created");
+        assert_eq!(mode_of(&name), mode, "umask {umask}");
+        p.close_stdin();
+        p.wait_success();
+        assert!(leftovers(&name).is_empty());
+    }
+}
+
+#[test]
+fn full_dev_shm_is_an_error_not_sigbus() {
+    let name = unique_name("shm");
+    let mut p = peer("tiny-tmpfs").arg(&name).spawn();
+    let result = p.expect("result");
+    if result.starts_with("skip") {
+        eprintln!("{result}");
+    } else {
+        assert_eq!(result, "nospace");
+    }
+    p.wait_success();
+}
