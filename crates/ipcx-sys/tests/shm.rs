@@ -3,7 +3,10 @@
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use ipcx_sys::mapping::{Access, MapError, MapOptions, Mapping};
+use ipcx_sys::memfd::{Memfd, ReceiveError, SealError, Seals};
 use ipcx_sys::posix_shm::{self, OpenError, PosixShm, UnlinkError};
 use ipcx_sys::{CreateMode, Permissions};
 use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name, NOBODY_UID};
@@ -39,6 +42,16 @@ fn peer_main(role: &str, args: &[String]) {
             read_command();
         }
         "tiny-tmpfs" => tiny_tmpfs(&args[0]),
+        "memfd-receive" => memfd_receive(&args[0]),
+        "memfd-write" => {
+            let fd: OwnedFd =
+                std::fs::OpenOptions::new().read(true).write(true).open(&args[0]).unwrap().into();
+            let memfd = Memfd::from_received(fd, Seals::EMPTY).unwrap();
+            let map = memfd.map(Access::ReadWrite).unwrap();
+            map.write_at(0, b"child").unwrap();
+            signal("mapped", "");
+            read_command();
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -100,6 +113,19 @@ fn tiny_tmpfs(name: &str) {
     let e = Mapping::map(file.as_fd(), Access::ReadWrite).unwrap_err();
     assert!(matches!(e, MapError::NoSpace { .. }), "{e}");
     signal("result", "nospace");
+}
+
+/// Reopens the parent's memfd through /proc (as good as receiving it), checks its seals and
+/// what the parent wrote, and that it cannot be mapped writable.
+fn memfd_receive(path: &str) {
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).unwrap();
+    let memfd = Memfd::from_received(file.into(), Seals::FIXED_SIZE | Seals::FUTURE_WRITE).unwrap();
+    let map = memfd.map(Access::ReadOnly).unwrap();
+    let mut buf = [0u8; 6];
+    map.read_at(100, &mut buf).unwrap();
+    signal("got", std::str::from_utf8(&buf).unwrap());
+    let e = memfd.map(Access::ReadWrite).unwrap_err();
+    signal("rw", &format!("{}", matches!(e, MapError::Sealed(_))));
 }
 
 fn open_kind(e: &OpenError) -> &'static str {
@@ -282,4 +308,69 @@ fn full_dev_shm_is_an_error_not_sigbus() {
         assert_eq!(result, "nospace");
     }
     p.wait_success();
+}
+
+fn proc_path(fd: &impl AsRawFd) -> String {
+    format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd())
+}
+
+#[test]
+fn memfd_sealed_round_trip_between_processes() {
+    let memfd = Memfd::create("ipcx-test", 4096).unwrap();
+    let map = memfd.map(Access::ReadWrite).unwrap();
+    map.write_at(100, b"sealed").unwrap();
+    memfd.add_seals(Seals::FIXED_SIZE | Seals::FUTURE_WRITE | Seals::SEAL).unwrap();
+    let seals = memfd.seals().unwrap();
+    assert!(seals.contains(Seals::FIXED_SIZE | Seals::FUTURE_WRITE | Seals::SEAL), "{seals}");
+    // FUTURE_WRITE keeps the existing writable mapping working.
+    map.write_at(0, b"still writable").unwrap();
+    // The size is fixed now.
+    assert_eq!(rustix::fs::ftruncate(&memfd, 10), Err(rustix::io::Errno::PERM));
+
+    let mut p = peer("memfd-receive").arg(proc_path(&memfd.as_fd())).spawn();
+    assert_eq!(p.expect("got"), "sealed");
+    assert_eq!(p.expect("rw"), "true");
+    p.wait_success();
+}
+
+#[test]
+fn memfd_received_fd_must_carry_the_required_seals() {
+    let memfd = Memfd::create("ipcx-test", 4096).unwrap();
+    memfd.add_seals(Seals::SHRINK).unwrap();
+    let dup = memfd.as_fd().try_clone_to_owned().unwrap();
+    let e = Memfd::from_received(dup, Seals::FIXED_SIZE | Seals::WRITE).unwrap_err();
+    match &e {
+        ReceiveError::MissingSeals { missing, present } => {
+            assert_eq!(*missing, Seals::GROW | Seals::WRITE);
+            assert!(present.contains(Seals::SHRINK));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("GROW|WRITE"), "{e}");
+    let dup = memfd.as_fd().try_clone_to_owned().unwrap();
+    assert!(Memfd::from_received(dup, Seals::SHRINK).is_ok());
+
+    let (r, _w) = rustix::pipe::pipe().unwrap();
+    assert!(matches!(Memfd::from_received(r, Seals::EMPTY), Err(ReceiveError::NotMemfd(_))));
+    let file = std::fs::File::open("/proc/self/exe").unwrap();
+    let e = Memfd::from_received(file.into(), Seals::EMPTY).unwrap_err();
+    assert!(matches!(e, ReceiveError::NotMemfd(_)), "{e}");
+}
+
+#[test]
+fn memfd_write_seal_waits_for_writable_mappings_even_a_killed_peers() {
+    let memfd = Memfd::create("ipcx-test", 4096).unwrap();
+    let mut p = peer("memfd-write").arg(proc_path(&memfd.as_fd())).spawn();
+    p.expect("mapped");
+    let e = memfd.add_seals(Seals::WRITE).unwrap_err();
+    assert!(matches!(e, SealError::MappedWritable(_)), "{e}");
+    p.kill();
+    // The killed peer's mapping is gone with it; its writes stay.
+    memfd.add_seals(Seals::WRITE | Seals::SEAL).unwrap();
+    let map = memfd.map(Access::ReadOnly).unwrap();
+    let mut buf = [0u8; 5];
+    map.read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"child");
+    assert!(matches!(memfd.map(Access::ReadWrite), Err(MapError::Sealed(_))));
+    assert!(matches!(memfd.add_seals(Seals::GROW), Err(SealError::Locked(_))));
 }
