@@ -39,7 +39,7 @@ pub struct ObjectOwner {
 }
 
 /// Formats "created by uid U with mode M" or nothing when the owner is unknown.
-struct OwnerText(Option<ObjectOwner>);
+pub(crate) struct OwnerText(pub(crate) Option<ObjectOwner>);
 
 impl fmt::Display for OwnerText {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

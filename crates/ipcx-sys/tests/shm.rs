@@ -8,8 +8,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use ipcx_sys::mapping::{Access, MapError, MapOptions, Mapping};
 use ipcx_sys::memfd::{Memfd, ReceiveError, SealError, Seals};
 use ipcx_sys::posix_shm::{self, OpenError, PosixShm, UnlinkError};
+use ipcx_sys::sysv_shm::{self, AttachError, RemoveError, SysvKey, SysvShm};
 use ipcx_sys::{CreateMode, Permissions};
-use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name, NOBODY_UID};
+use ipcx_testkit::{
+    leftovers, peer, read_command, signal, sysv_id_exists, unique_name, SysvKind, NOBODY_UID,
+};
 
 ipcx_testkit::peer_entry!(peer_main);
 
@@ -42,6 +45,56 @@ fn peer_main(role: &str, args: &[String]) {
             read_command();
         }
         "tiny-tmpfs" => tiny_tmpfs(&args[0]),
+        "sysv-echo" => {
+            let shm = match args[0].as_str() {
+                "id" => SysvShm::from_id(args[1].parse().unwrap()).unwrap(),
+                _ => SysvShm::builder(SysvKey::Key(args[1].parse().unwrap()))
+                    .create_mode(CreateMode::Open)
+                    .size(4096)
+                    .open()
+                    .unwrap(),
+            };
+            assert!(!shm.created());
+            let att = shm.attach(Access::ReadWrite).unwrap();
+            let mut buf = [0u8; 4];
+            att.read_at(0, &mut buf).unwrap();
+            signal("got", std::str::from_utf8(&buf).unwrap());
+            att.write_at(64, b"pong").unwrap();
+            att.atomic_u64_at(128).unwrap().store(9, Ordering::Release);
+            signal("wrote", "");
+            read_command();
+        }
+        "sysv-denied" => {
+            let key = SysvKey::Key(args[0].parse().unwrap());
+            let e = SysvShm::builder(key).create_mode(CreateMode::Open).open().unwrap_err();
+            assert!(matches!(e, sysv_shm::OpenError::PermissionDenied { .. }), "{e}");
+            signal("open", &e.to_string());
+            // Even knowing the id, neither reading its status nor attaching is allowed.
+            let id: i32 = args[1].parse().unwrap();
+            let e = SysvShm::from_id(id).unwrap_err();
+            assert!(matches!(e, sysv_shm::OpenError::PermissionDenied { .. }), "{e}");
+            signal("from_id", &e.to_string());
+        }
+        "sysv-create-umask" => {
+            // SAFETY: umask only swaps the process's file mode mask.
+            unsafe { libc::umask(0) };
+            let key = SysvKey::Key(args[0].parse().unwrap());
+            let shm = SysvShm::builder(key)
+                .permissions(Permissions::from_mode(0o640).unwrap())
+                .size(4096)
+                .open()
+                .unwrap();
+            signal("created", &shm.id().to_string());
+            read_command();
+        }
+        "sysv-create-and-hang" => {
+            let key = SysvKey::Key(args[0].parse().unwrap());
+            let shm = SysvShm::builder(key).size(4096).open().unwrap();
+            let att = shm.attach(Access::ReadWrite).unwrap();
+            att.write_at(0, b"left").unwrap();
+            signal("created", &shm.id().to_string());
+            read_command();
+        }
         "memfd-receive" => memfd_receive(&args[0]),
         "memfd-write" => {
             let fd: OwnedFd =
@@ -373,4 +426,171 @@ fn memfd_write_seal_waits_for_writable_mappings_even_a_killed_peers() {
     assert_eq!(&buf, b"child");
     assert!(matches!(memfd.map(Access::ReadWrite), Err(MapError::Sealed(_))));
     assert!(matches!(memfd.add_seals(Seals::GROW), Err(SealError::Locked(_))));
+}
+
+/// A random non-zero System V key, derived from a unique name.
+fn random_key() -> i32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(unique_name("key").as_bytes());
+    (h.finish() as i32 & 0x3fff_ffff) | 0x4000_0000
+}
+
+/// Removes a test segment on drop, so a failing test leaves nothing behind.
+struct SysvCleanup(i32);
+
+impl Drop for SysvCleanup {
+    fn drop(&mut self) {
+        if let Ok(shm) = SysvShm::from_id(self.0) {
+            let _ = shm.remove();
+        }
+    }
+}
+
+/// Mode of segment `id` from /proc/sysvipc/shm.
+fn sysv_mode(id: i32) -> u32 {
+    let text = std::fs::read_to_string("/proc/sysvipc/shm").unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(&id.to_string()))
+        .expect("segment listed");
+    u32::from_str_radix(line.split_whitespace().nth(2).unwrap(), 8).unwrap() & 0o777
+}
+
+#[test]
+fn sysv_private_round_trip_by_id() {
+    let shm = SysvShm::builder(SysvKey::Private).size(4096).open().unwrap();
+    let _c = SysvCleanup(shm.id());
+    assert!(shm.created());
+    assert_eq!(shm.size(), 4096);
+    let att = shm.attach(Access::ReadWrite).unwrap();
+    assert_eq!(att.len(), 4096);
+    att.write_at(0, b"ping").unwrap();
+    let mut p = peer("sysv-echo").arg("id").arg(shm.id()).spawn();
+    assert_eq!(p.expect("got"), "ping");
+    p.expect("wrote");
+    let mut buf = [0u8; 4];
+    att.read_at(64, &mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    assert_eq!(att.atomic_u64_at(128).unwrap().load(Ordering::Acquire), 9);
+    p.close_stdin();
+    p.wait_success();
+    let id = shm.id();
+    assert!(sysv_id_exists(SysvKind::Shm, id), "an opener must not remove it");
+    drop(shm);
+    // IPC_RMID defers destruction while attached; the attachment keeps working.
+    att.write_at(0, b"late").unwrap();
+    assert!(sysv_id_exists(SysvKind::Shm, id));
+    drop(att);
+    assert!(!sysv_id_exists(SysvKind::Shm, id), "gone once the last attachment is");
+}
+
+#[test]
+fn sysv_keyed_round_trip_and_create_modes() {
+    let key = random_key();
+    let e = SysvShm::builder(SysvKey::Key(key)).create_mode(CreateMode::Open).open().unwrap_err();
+    assert!(matches!(e, sysv_shm::OpenError::NotFound { .. }), "{e}");
+    let shm = SysvShm::builder(SysvKey::Key(key)).size(4096).open().unwrap();
+    let _c = SysvCleanup(shm.id());
+    let e = SysvShm::builder(SysvKey::Key(key)).size(4096).open().unwrap_err();
+    assert!(matches!(e, sysv_shm::OpenError::AlreadyExists { .. }), "{e}");
+    let again =
+        SysvShm::builder(SysvKey::Key(key)).create_mode(CreateMode::OpenOrCreate).size(10).open();
+    let again = again.unwrap();
+    assert!(!again.created());
+    assert_eq!(again.id(), shm.id());
+    let e = SysvShm::builder(SysvKey::Key(key)).create_mode(CreateMode::Open).size(4097).open();
+    assert!(matches!(
+        e.unwrap_err(),
+        sysv_shm::OpenError::TooSmall { size: 4096, required: 4097, .. }
+    ));
+    let e = SysvShm::builder(SysvKey::Private).size(usize::MAX).open().unwrap_err();
+    assert!(matches!(e, sysv_shm::OpenError::BadSize { .. }), "{e}");
+
+    let att = shm.attach(Access::ReadWrite).unwrap();
+    att.write_at(0, b"ping").unwrap();
+    let mut p = peer("sysv-echo").arg("key").arg(key).spawn();
+    assert_eq!(p.expect("got"), "ping");
+    p.expect("wrote");
+    let ro = again.attach(Access::ReadOnly).unwrap();
+    let mut buf = [0u8; 4];
+    ro.read_at(64, &mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    assert!(matches!(ro.write_at(0, b"x"), Err(ipcx_sys::mapping::AccessError::ReadOnly)));
+    p.close_stdin();
+    p.wait_success();
+
+    let id = shm.id();
+    drop((att, ro, again));
+    assert!(sysv_id_exists(SysvKind::Shm, id));
+    shm.remove().unwrap();
+    assert!(!sysv_id_exists(SysvKind::Shm, id));
+    assert!(matches!(SysvShm::from_id(id), Err(sysv_shm::OpenError::NotFound { .. })));
+}
+
+#[test]
+fn sysv_segment_of_a_killed_creator_is_recovered_and_removed() {
+    let key = random_key();
+    let mut p = peer("sysv-create-and-hang").arg(key).spawn();
+    let id: i32 = p.expect("created").parse().unwrap();
+    let _c = SysvCleanup(id);
+    p.kill();
+    assert!(sysv_id_exists(SysvKind::Shm, id), "SIGKILL leaves the segment behind");
+    let shm = SysvShm::builder(SysvKey::Key(key))
+        .create_mode(CreateMode::OpenOrCreate)
+        .size(4096)
+        .remove_on_drop(true)
+        .open()
+        .unwrap();
+    assert!(!shm.created());
+    let mut buf = [0u8; 4];
+    shm.attach(Access::ReadOnly).unwrap().read_at(0, &mut buf).unwrap();
+    assert_eq!(&buf, b"left");
+    drop(shm);
+    assert!(!sysv_id_exists(SysvKind::Shm, id));
+    let stale = SysvShm::from_id(id);
+    assert!(matches!(stale, Err(sysv_shm::OpenError::NotFound { .. })));
+}
+
+#[test]
+fn sysv_other_user_gets_permission_denied_on_0600() {
+    let key = random_key();
+    let shm = SysvShm::builder(SysvKey::Key(key)).size(4096).open().unwrap();
+    let _c = SysvCleanup(shm.id());
+    assert_eq!(sysv_mode(shm.id()), 0o600);
+    let mut p = peer("sysv-denied").arg(key).arg(shm.id()).uid(NOBODY_UID).spawn();
+    let msg = p.expect("open");
+    assert!(msg.contains("mode 0o600") && msg.contains("uid 0"), "{msg}");
+    p.expect("from_id");
+    p.wait_success();
+}
+
+#[test]
+fn sysv_attach_and_remove_errors() {
+    let shm = SysvShm::builder(SysvKey::Private).size(100).open().unwrap();
+    let id = shm.id();
+    let _c = SysvCleanup(id);
+    let other = SysvShm::from_id(id).unwrap();
+    assert_eq!(other.size(), 100);
+    shm.remove().unwrap();
+    // Nothing was attached, so IPC_RMID destroyed it at once.
+    assert!(matches!(other.attach(Access::ReadOnly), Err(AttachError::NotFound { .. })));
+    assert!(matches!(SysvShm::from_id(id), Err(sysv_shm::OpenError::NotFound { .. })));
+    let again = SysvShm::builder(SysvKey::Private).size(100).open().unwrap();
+    let _c2 = SysvCleanup(again.id());
+    let twin = SysvShm::from_id(again.id()).unwrap();
+    again.remove().unwrap();
+    assert!(matches!(twin.remove(), Err(RemoveError::NotFound { .. })));
+}
+
+#[test]
+fn sysv_mode_is_exact_under_umask_000() {
+    let key = random_key();
+    let mut p = peer("sysv-create-umask").arg(key).spawn();
+    let id: i32 = p.expect("created").parse().unwrap();
+    let _c = SysvCleanup(id);
+    assert_eq!(sysv_mode(id), 0o640);
+    p.close_stdin();
+    p.wait_success();
+    assert!(!sysv_id_exists(SysvKind::Shm, id), "the creator removes it on drop");
 }
