@@ -1,18 +1,20 @@
 //! Futex wait and wake on an `AtomicU32`, the kernel's "sleep until this word changes".
 //!
-//! The futexes here are shared (no `FUTEX_PRIVATE_FLAG`), so a waiter and a waker in
-//! different processes meet as long as the word lies in memory they both map
-//! (a [`Mapping`](crate::mapping::Mapping) or a [`SysvAttachment`](crate::sysv_shm::SysvAttachment));
+//! The futexes here are shared (no `FUTEX_PRIVATE_FLAG`), so a waiter and a waker in different
+//! processes meet as long as the word lies in memory they both map (a
+//! [`Mapping`](crate::mapping::Mapping) or a [`SysvAttachment`](crate::sysv_shm::SysvAttachment));
 //! get the word with [`SharedRegion::atomic_u32_at`](crate::mapping::SharedRegion::atomic_u32_at).
 //!
-//! Protocol: the waiter loads the word, decides to sleep, and calls [`futex_wait`] with the
-//! value it saw. The kernel sleeps only if the word still holds that value, so a change
-//! made before the call is never missed ([`WaitOutcome::ValueChanged`]). The waker changes
-//! the word first, then calls [`futex_wake`]. Wake-ups may be spurious: always re-check
-//! the word (with an `Acquire` load) after [`WaitOutcome::Woken`].
+//! Protocol: the waiter loads the word, decides to sleep, and calls
+//! [`futex_wait`](crate::futex::futex_wait) with the value it saw. The kernel sleeps only if the
+//! word still holds that value, so a change made before the call is never missed
+//! ([`WaitOutcome::ValueChanged`](crate::futex::WaitOutcome::ValueChanged)). The waker changes the
+//! word first, then calls [`futex_wake`](crate::futex::futex_wake). Wake-ups may be spurious:
+//! always re-check the word (with an `Acquire` load) after
+//! [`WaitOutcome::Woken`](crate::futex::WaitOutcome::Woken).
 //!
-//! Limits: a futex carries no data and counts nothing; the word is the state. Waiters
-//! are woken in no particular order.
+//! Limits: a futex carries no data and counts nothing; the word is the state. Waiters are woken in
+//! no particular order.
 
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
@@ -34,7 +36,10 @@ pub enum WaitOutcome {
 
 /// The kernel rejected a futex call.
 #[derive(Debug, Error)]
-#[error("futex {op} failed; the word must lie in memory mapped by this process (this is a bug, please report it)")]
+#[error(
+    "futex {op} failed; the word must lie in memory mapped by this process (this is a bug, please \
+     report it)"
+)]
 pub struct FutexError {
     /// `"wait"` or `"wake"`.
     pub op: &'static str,

@@ -1,20 +1,22 @@
 //! Shared memory mappings (`mmap(MAP_SHARED)`) of a shm object, a memfd or any mappable fd.
 //!
-//! A [`Mapping`] is made from an fd with [`Mapping::map`] or [`MapOptions`]. Before
-//! mapping, the requested length is checked against the object's size (`fstat`): asking
-//! for more than the object holds is an error, and nothing past its end is ever mapped,
-//! so touching any byte of the mapping cannot raise `SIGBUS` for lack of backing.
-//! Writable mappings first reserve their pages with `fallocate(FALLOC_FL_KEEP_SIZE)`: on
-//! tmpfs (`/dev/shm`, memfd) that allocates the memory now, so a full `/dev/shm` gives
-//! [`MapError::NoSpace`] here instead of a `SIGBUS` on first write.
+//! A [`Mapping`](crate::mapping::Mapping) is made from an fd with
+//! [`Mapping::map`](crate::mapping::Mapping::map) or [`MapOptions`](crate::mapping::MapOptions).
+//! Before mapping, the requested length is checked against the object's size (`fstat`): asking for
+//! more than the object holds is an error, and nothing past its end is ever mapped, so touching any
+//! byte of the mapping cannot raise `SIGBUS` for lack of backing. Writable mappings first reserve
+//! their pages with `fallocate(FALLOC_FL_KEEP_SIZE)`: on tmpfs (`/dev/shm`, memfd) that allocates
+//! the memory now, so a full `/dev/shm` gives
+//! [`MapError::NoSpace`](crate::mapping::MapError::NoSpace) here instead of a `SIGBUS` on first
+//! write.
 //!
-//! Limits: a process that can write the object can still shrink it with `ftruncate` after
-//! it was mapped, after which touching the cut-off pages raises `SIGBUS`. Use a memfd
-//! sealed with `Seals::SHRINK` when the peer is not trusted.
+//! Limits: a process that can write the object can still shrink it with `ftruncate` after it was
+//! mapped, after which touching the cut-off pages raises `SIGBUS`. Use a memfd sealed with
+//! `Seals::SHRINK` when the peer is not trusted.
 //!
 //! Lifecycle: the mapping stays valid after the fd is closed and is unmapped when the
-//! [`Mapping`] is dropped. It dereferences to a [`SharedRegion`], which holds the
-//! accessors.
+//! [`Mapping`](crate::mapping::Mapping) is dropped. It dereferences to a
+//! [`SharedRegion`](crate::mapping::SharedRegion), which holds the accessors.
 
 mod region;
 
@@ -42,13 +44,19 @@ pub enum Access {
 #[derive(Debug, Error)]
 pub enum MapError {
     /// The object has size 0.
-    #[error("the shared memory object is empty (0 bytes); its creator has not sized it yet, retry or check the name")]
+    #[error(
+        "the shared memory object is empty (0 bytes); its creator has not sized it yet, retry or \
+         check the name"
+    )]
     Empty,
     /// A length of 0 was requested.
     #[error("a mapping needs a length above 0")]
     ZeroLength,
     /// The object is smaller than the requested length.
-    #[error("the shared memory object holds {object_len} bytes but {requested} were requested; map at most {object_len} bytes or have the creator size it larger")]
+    #[error(
+        "the shared memory object holds {object_len} bytes but {requested} were requested; map at \
+         most {object_len} bytes or have the creator size it larger"
+    )]
     TooSmall {
         /// Size of the object (`st_size`).
         object_len: u64,
@@ -56,13 +64,19 @@ pub enum MapError {
         requested: usize,
     },
     /// The object is larger than this process can address.
-    #[error("the shared memory object holds {object_len} bytes, more than this process can map; map a smaller length")]
+    #[error(
+        "the shared memory object holds {object_len} bytes, more than this process can map; map a \
+         smaller length"
+    )]
     TooLarge {
         /// Size of the object (`st_size`).
         object_len: u64,
     },
     /// Reserving the pages failed: the filesystem (usually `/dev/shm`) is full.
-    #[error("no space to back {len} bytes of shared memory: /dev/shm (or the memory cgroup) is full; check `df -h /dev/shm`, remove stale objects or map less")]
+    #[error(
+        "no space to back {len} bytes of shared memory: /dev/shm (or the memory cgroup) is full; \
+         check `df -h /dev/shm`, remove stale objects or map less"
+    )]
     NoSpace {
         /// Length that could not be reserved.
         len: usize,
@@ -71,13 +85,19 @@ pub enum MapError {
         source: Errno,
     },
     /// The fd is not open for the access asked for.
-    #[error("the fd is not open for the requested access; map it with Access::ReadOnly or open the object read-write")]
+    #[error(
+        "the fd is not open for the requested access; map it with Access::ReadOnly or open the \
+         object read-write"
+    )]
     FdAccess(#[source] Errno),
     /// The object is sealed against writing (memfd `WRITE`/`FUTURE_WRITE` seal).
     #[error("the object is sealed against writing; map it with Access::ReadOnly")]
     Sealed(#[source] Errno),
     /// The process is out of address space or map count.
-    #[error("out of memory or address space for the mapping; unmap unused mappings or check vm.max_map_count and RLIMIT_AS")]
+    #[error(
+        "out of memory or address space for the mapping; unmap unused mappings or check \
+         vm.max_map_count and RLIMIT_AS"
+    )]
     NoMemory(#[source] Errno),
     /// Another system call failed.
     #[error("{op} failed while mapping shared memory")]

@@ -1,21 +1,24 @@
-//! Anonymous shared memory with seals (`memfd_create`): a tmpfs file with no name in any
-//! directory, shared by passing its fd (over a Unix socket) or by inheritance.
+//! Anonymous shared memory with seals (`memfd_create`): a tmpfs file with no name in any directory,
+//! shared by passing its fd (over a Unix socket) or by inheritance.
 //!
-//! Seals make promises the receiver can check: `SHRINK` and `GROW` fix the size (so a
-//! mapping can never fault with `SIGBUS` because the sender truncated it), `WRITE` makes the
-//! contents immutable, `FUTURE_WRITE` forbids new writable mappings while keeping the
-//! sender's existing one, and `SEAL` forbids adding more. A receiver wraps the fd with
-//! [`Memfd::from_received`], which verifies the seals it needs before anything is mapped.
+//! Seals make promises the receiver can check: `SHRINK` and `GROW` fix the size (so a mapping can
+//! never fault with `SIGBUS` because the sender truncated it), `WRITE` makes the contents
+//! immutable, `FUTURE_WRITE` forbids new writable mappings while keeping the sender's existing one,
+//! and `SEAL` forbids adding more. A receiver wraps the fd with
+//! [`Memfd::from_received`](crate::memfd::Memfd::from_received), which verifies the seals it needs
+//! before anything is mapped.
 //!
-//! Limits: `WRITE` cannot be added while any writable shared mapping of the memfd exists
-//! (the kernel answers `EBUSY`, reported as [`SealError::MappedWritable`]): drop the
-//! [`Access::ReadWrite`] mappings first, or use `FUTURE_WRITE`. Once `WRITE` or
-//! `FUTURE_WRITE` is set, mapping with `Access::ReadWrite` fails with
-//! [`MapError::Sealed`]. Regular `/dev/shm` files also answer `F_GET_SEALS` (with `SEAL`
-//! set), so what `from_received` really checks is the seals, which is what matters.
+//! Limits: `WRITE` cannot be added while any writable shared mapping of the memfd exists (the
+//! kernel answers `EBUSY`, reported as
+//! [`SealError::MappedWritable`](crate::memfd::SealError::MappedWritable)): drop the
+//! [`Access::ReadWrite`](crate::mapping::Access::ReadWrite) mappings first, or use `FUTURE_WRITE`.
+//! Once `WRITE` or `FUTURE_WRITE` is set, mapping with `Access::ReadWrite` fails with
+//! [`MapError::Sealed`](crate::mapping::MapError::Sealed). Regular `/dev/shm` files also answer
+//! `F_GET_SEALS` (with `SEAL` set), so what `from_received` really checks is the seals, which is
+//! what matters.
 //!
-//! Lifecycle: the memory lives until the last fd and mapping of it are gone; nothing is
-//! left in any filesystem.
+//! Lifecycle: the memory lives until the last fd and mapping of it are gone; nothing is left in any
+//! filesystem.
 
 use std::fmt;
 use std::ops::{BitOr, BitOrAssign};
@@ -136,7 +139,10 @@ impl fmt::Debug for Seals {
 #[derive(Debug, Error)]
 pub enum CreateError {
     /// The name holds a NUL byte or is longer than [`MAX_NAME_LEN`].
-    #[error("memfd name {name:?} is longer than {MAX_NAME_LEN} bytes or holds a NUL byte; use a shorter plain name")]
+    #[error(
+        "memfd name {name:?} is longer than {MAX_NAME_LEN} bytes or holds a NUL byte; use a \
+         shorter plain name"
+    )]
     BadName {
         /// The rejected name.
         name: String,
@@ -145,7 +151,10 @@ pub enum CreateError {
     #[error("a memfd needs a size above 0")]
     ZeroSize,
     /// The memory for the memfd could not be reserved.
-    #[error("no memory to back a {size}-byte memfd (shmem or memory cgroup limit reached); free memory or ask for less")]
+    #[error(
+        "no memory to back a {size}-byte memfd (shmem or memory cgroup limit reached); free \
+         memory or ask for less"
+    )]
     NoSpace {
         /// Size asked for.
         size: usize,
@@ -171,7 +180,10 @@ pub enum CreateError {
 #[derive(Debug, Error)]
 pub enum SealError {
     /// `WRITE` was asked for while a writable shared mapping exists.
-    #[error("cannot add the WRITE seal while a writable shared mapping of this memfd exists; drop the ReadWrite mappings first, or use FUTURE_WRITE")]
+    #[error(
+        "cannot add the WRITE seal while a writable shared mapping of this memfd exists; drop the \
+         ReadWrite mappings first, or use FUTURE_WRITE"
+    )]
     MappedWritable(#[source] Errno),
     /// The seals are locked: `SEAL` is set.
     #[error("this memfd's seals are locked (SEAL is set); no seal can be added")]
@@ -193,7 +205,10 @@ pub enum ReceiveError {
     )]
     NotMemfd(#[source] Errno),
     /// Seals the receiver requires are not set.
-    #[error("the received memfd lacks the seals {missing} (it has {present}); the sender must add them with add_seals before sending it")]
+    #[error(
+        "the received memfd lacks the seals {missing} (it has {present}); the sender must add \
+         them with add_seals before sending it"
+    )]
     MissingSeals {
         /// Required seals that are missing.
         missing: Seals,

@@ -1,177 +1,37 @@
-//! POSIX shared memory objects (`shm_open`): named files in `/dev/shm` (tmpfs) that any
-//! process with permission can open and map.
+//! POSIX shared memory objects (`shm_open`): named files in `/dev/shm` (tmpfs) that any process
+//! with permission can open and map.
 //!
-//! An object is made or opened with [`PosixShm::builder`]. The creator sizes it
-//! (`ftruncate`), reserves its memory (`fallocate`, so a full `/dev/shm` fails at creation
-//! instead of with `SIGBUS` later) and sets its mode exactly with `fchmod`, whatever the
-//! umask. Map it with [`PosixShm::map`].
+//! An object is made or opened with [`PosixShm::builder`](crate::posix_shm::PosixShm::builder). The
+//! creator sizes it (`ftruncate`), reserves its memory (`fallocate`, so a full `/dev/shm` fails at
+//! creation instead of with `SIGBUS` later) and sets its mode exactly with `fchmod`, whatever the
+//! umask. Map it with [`PosixShm::map`](crate::posix_shm::PosixShm::map).
 //!
-//! Lifecycle: the handle that created the object unlinks its name on drop (an opener does
-//! not unless [`PosixShmBuilder::remove_on_drop`] says so); existing mappings and open fds
-//! keep the memory alive until they go. Unlinking first checks that the name still refers
-//! to this handle's object, so a dropped handle never removes a newer object of the same
-//! name. [`unlink`] removes a name left behind by a crashed process.
+//! Lifecycle: the handle that created the object unlinks its name on drop (an opener does not
+//! unless [`PosixShmBuilder::remove_on_drop`](crate::posix_shm::PosixShmBuilder::remove_on_drop)
+//! says so); existing mappings and open fds keep the memory alive until they go. Unlinking first
+//! checks that the name still refers to this handle's object, so a dropped handle never removes a
+//! newer object of the same name. [`unlink`](crate::posix_shm::unlink) removes a name left behind
+//! by a crashed process.
 //!
 //! Limits: anyone who can write the object can resize it; see [`crate::mapping`].
 
-use std::fmt;
+mod error;
+
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{fchmod, fstat, ftruncate, stat, Mode};
-use rustix::io::Errno;
 use rustix::shm;
-use thiserror::Error;
 
 use crate::mapping::{self, Access, MapError, MapOptions, Mapping};
-use crate::name::{posix_name, NameError};
+use crate::name::posix_name;
 use crate::options::{CreateMode, Permissions};
+
+pub(crate) use error::OwnerText;
+use error::{open_error, unlink_error};
+pub use error::{ObjectOwner, OpenError, UnlinkError};
 
 /// How many times `OpenOrCreate` retries when the object vanishes or appears under it.
 const OPEN_OR_CREATE_TRIES: usize = 16;
-
-/// Owner and mode of an object, when they could be read, for permission errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ObjectOwner {
-    /// Owning uid.
-    pub uid: u32,
-    /// Permission bits.
-    pub mode: u32,
-}
-
-/// Formats "created by uid U with mode M" or nothing when the owner is unknown.
-pub(crate) struct OwnerText(pub(crate) Option<ObjectOwner>);
-
-impl fmt::Display for OwnerText {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(o) => {
-                write!(f, " (created by another user, uid {}, with mode {:#o})", o.uid, o.mode)
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-/// Opening or creating a POSIX shm object failed.
-#[derive(Debug, Error)]
-pub enum OpenError {
-    /// The name cannot be used.
-    #[error(transparent)]
-    BadName(#[from] NameError),
-    /// The builder may create the object but has no size, or a size of 0.
-    #[error("creating shm object {name} needs a size above 0; call .size(n)")]
-    MissingSize {
-        /// Object name (`/name`).
-        name: String,
-    },
-    /// A read-only handle was asked to create the object.
-    #[error("a read-only handle cannot create shm object {name}; use CreateMode::Open or Access::ReadWrite")]
-    ReadOnlyCreate {
-        /// Object name.
-        name: String,
-    },
-    /// `CreateExclusive` found an object of that name.
-    #[error("shm object {name} already exists; open it with CreateMode::Open, or remove it if it is stale (`ipcx clean`)")]
-    AlreadyExists {
-        /// Object name.
-        name: String,
-    },
-    /// `Open` found no object of that name.
-    #[error("shm object {name} does not exist; check the name, or create it first")]
-    NotFound {
-        /// Object name.
-        name: String,
-    },
-    /// The object exists but this process may not open it.
-    #[error("permission denied on shm object {name}{}; ask its owner to grant access or run as that user", OwnerText(*.owner))]
-    PermissionDenied {
-        /// Object name.
-        name: String,
-        /// Owner and mode of the object, if they could be read.
-        owner: Option<ObjectOwner>,
-        /// The errno (`EACCES`/`EPERM`).
-        #[source]
-        source: Errno,
-    },
-    /// `/dev/shm` has no room for the object.
-    #[error("/dev/shm is full: cannot reserve {size} bytes for shm object {name}; check `df -h /dev/shm`, remove stale objects or ask for less")]
-    NoSpace {
-        /// Object name.
-        name: String,
-        /// Size asked for.
-        size: usize,
-        /// The errno (`ENOSPC`).
-        #[source]
-        source: Errno,
-    },
-    /// The existing object is smaller than the size required by the opener.
-    #[error("shm object {name} holds {size} bytes but {required} are required; its creator may still be setting it up, retry")]
-    TooSmall {
-        /// Object name.
-        name: String,
-        /// Its current size.
-        size: u64,
-        /// Size required.
-        required: usize,
-    },
-    /// `/dev/shm/<name>` is a symbolic link, which is never followed.
-    #[error("/dev/shm{name} is a symbolic link, not a shm object; remove it")]
-    Symlink {
-        /// Object name.
-        name: String,
-        /// The errno (`ELOOP`).
-        #[source]
-        source: Errno,
-    },
-    /// The process or system is out of file descriptors.
-    #[error("out of file descriptors; close unused fds or raise RLIMIT_NOFILE (`ipcx doctor`)")]
-    TooManyFiles(#[source] Errno),
-    /// Another system call failed.
-    #[error("{op} failed on shm object {name}")]
-    Os {
-        /// The call that failed.
-        op: &'static str,
-        /// Object name.
-        name: String,
-        /// Its errno.
-        #[source]
-        source: Errno,
-    },
-}
-
-/// Unlinking a POSIX shm object failed.
-#[derive(Debug, Error)]
-pub enum UnlinkError {
-    /// The name cannot be used.
-    #[error(transparent)]
-    BadName(#[from] NameError),
-    /// There is no object of that name (or it is no longer this handle's object).
-    #[error("shm object {name} does not exist (already removed?)")]
-    NotFound {
-        /// Object name.
-        name: String,
-    },
-    /// This process may not remove the object.
-    #[error("permission denied removing shm object {name}{}; only its owner or root can remove it", OwnerText(*.owner))]
-    PermissionDenied {
-        /// Object name.
-        name: String,
-        /// Owner and mode of the object, if they could be read.
-        owner: Option<ObjectOwner>,
-        /// The errno.
-        #[source]
-        source: Errno,
-    },
-    /// Another system call failed.
-    #[error("shm_unlink failed on {name}")]
-    Os {
-        /// Object name.
-        name: String,
-        /// Its errno.
-        #[source]
-        source: Errno,
-    },
-}
 
 /// Describes a POSIX shm object to open or create; see [`PosixShm::builder`].
 #[derive(Clone, Debug)]
@@ -379,63 +239,9 @@ fn no_follow() -> shm::OFlags {
     shm::OFlags::from_bits_retain(libc::O_NOFOLLOW as _)
 }
 
-/// Owner and mode of `/dev/shm/<name>`, for permission errors.
-fn owner_of(path: &str) -> Option<ObjectOwner> {
-    let st = stat(format!("/dev/shm{path}")).ok()?;
-    Some(ObjectOwner { uid: st.st_uid, mode: st.st_mode & 0o7777 })
-}
-
-fn open_error(op: &'static str, path: &str, size: usize, source: Errno) -> OpenError {
-    let name = path.to_owned();
-    match source {
-        Errno::EXIST => OpenError::AlreadyExists { name },
-        Errno::NOENT => OpenError::NotFound { name },
-        Errno::ACCESS | Errno::PERM => {
-            OpenError::PermissionDenied { owner: owner_of(path), name, source }
-        }
-        Errno::NOSPC => OpenError::NoSpace { name, size, source },
-        Errno::LOOP => OpenError::Symlink { name, source },
-        Errno::MFILE | Errno::NFILE => OpenError::TooManyFiles(source),
-        _ => OpenError::Os { op, name, source },
-    }
-}
-
-fn unlink_error(path: &str, source: Errno) -> UnlinkError {
-    let name = path.to_owned();
-    match source {
-        Errno::NOENT => UnlinkError::NotFound { name },
-        Errno::ACCESS | Errno::PERM => {
-            UnlinkError::PermissionDenied { owner: owner_of(path), name, source }
-        }
-        _ => UnlinkError::Os { name, source },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn errno_table_maps_the_common_cases() {
-        assert!(matches!(open_error("x", "/a", 1, Errno::EXIST), OpenError::AlreadyExists { .. }));
-        assert!(matches!(open_error("x", "/a", 1, Errno::NOENT), OpenError::NotFound { .. }));
-        assert!(matches!(open_error("x", "/a", 1, Errno::LOOP), OpenError::Symlink { .. }));
-        assert!(matches!(open_error("x", "/a", 1, Errno::MFILE), OpenError::TooManyFiles(_)));
-        assert!(matches!(open_error("x", "/a", 1, Errno::IO), OpenError::Os { op: "x", .. }));
-        assert!(matches!(unlink_error("/a", Errno::NOENT), UnlinkError::NotFound { .. }));
-    }
-
-    #[test]
-    fn permission_message_names_owner_and_mode() {
-        let e = OpenError::PermissionDenied {
-            name: "/x".into(),
-            owner: Some(ObjectOwner { uid: 0, mode: 0o600 }),
-            source: Errno::ACCESS,
-        };
-        let text = e.to_string();
-        assert!(text.contains("uid 0") && text.contains("0o600"), "{text}");
-        assert!(text.contains("ask its owner"), "{text}");
-    }
 
     #[test]
     fn builder_rejects_bad_arguments_before_any_syscall() {

@@ -1,34 +1,37 @@
-//! System V shared memory segments (`shmget`, `shmat`): kernel objects named by a numeric
-//! key (or private, reached by id), listed in `/proc/sysvipc/shm` and by `ipcs -m`.
+//! System V shared memory segments (`shmget`, `shmat`): kernel objects named by a numeric key (or
+//! private, reached by id), listed in `/proc/sysvipc/shm` and by `ipcs -m`.
 //!
-//! A segment is made or opened with [`SysvShm::builder`], or reached by id with
-//! [`SysvShm::from_id`]. Its mode is passed straight to `shmget`, where the umask does not
-//! apply, so it is exact. [`SysvShm::attach`] maps it as a [`SysvAttachment`], which
-//! dereferences to the same [`SharedRegion`] accessors as a [`Mapping`](crate::mapping::Mapping),
-//! sized from `IPC_STAT`.
+//! A segment is made or opened with [`SysvShm::builder`](crate::sysv_shm::SysvShm::builder), or
+//! reached by id with [`SysvShm::from_id`](crate::sysv_shm::SysvShm::from_id). Its mode is passed
+//! straight to `shmget`, where the umask does not apply, so it is exact.
+//! [`SysvShm::attach`](crate::sysv_shm::SysvShm::attach) maps it as a
+//! [`SysvAttachment`](crate::sysv_shm::SysvAttachment), which dereferences to the same
+//! [`SharedRegion`](crate::mapping::SharedRegion) accessors as a
+//! [`Mapping`](crate::mapping::Mapping), sized from `IPC_STAT`.
 //!
-//! Lifecycle: the handle that created a segment marks it for removal (`IPC_RMID`) on drop;
-//! the kernel destroys it once the last attachment is gone, so attachments stay valid.
-//! A segment outlives every process that used it unless removed: a crashed creator leaves
-//! it behind, and [`SysvShm::remove`] (or `ipcrm`) clears it.
+//! Lifecycle: the handle that created a segment marks it for removal (`IPC_RMID`) on drop; the
+//! kernel destroys it once the last attachment is gone, so attachments stay valid. A segment
+//! outlives every process that used it unless removed: a crashed creator leaves it behind, and
+//! [`SysvShm::remove`](crate::sysv_shm::SysvShm::remove) (or `ipcrm`) clears it.
 //!
-//! Limits: `kernel.shmmax` caps a segment's size, `kernel.shmmni` the number of segments
-//! and `kernel.shmall` the total pages. Segments are not reserved up front, so a system
-//! short of memory can still fail on first touch; prefer POSIX shm or memfd where that
-//! matters.
+//! Limits: `kernel.shmmax` caps a segment's size, `kernel.shmmni` the number of segments and
+//! `kernel.shmall` the total pages. Segments are not reserved up front, so a system short of memory
+//! can still fail on first touch; prefer POSIX shm or memfd where that matters.
 
-use std::fmt;
+mod error;
+
 use std::mem::MaybeUninit;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
 use rustix::io::Errno;
-use thiserror::Error;
 
 use crate::errno::last_errno;
 use crate::mapping::{Access, SharedRegion};
 use crate::options::{CreateMode, Permissions};
-use crate::posix_shm::{ObjectOwner, OwnerText};
+
+use error::{attach_error, open_error, owner_of};
+pub use error::{AttachError, OpenError, RemoveError, Segment};
 
 /// The key a segment is created or found under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,164 +40,6 @@ pub enum SysvKey {
     Private,
     /// A numeric key (non-zero; 0 is `IPC_PRIVATE`).
     Key(i32),
-}
-
-/// Which segment an error is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Segment {
-    /// A segment found or made by key.
-    Key(i32),
-    /// A segment by identifier.
-    Id(i32),
-    /// A new private segment.
-    Private,
-}
-
-impl fmt::Display for Segment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Segment::Key(k) => write!(f, "System V shm segment with key {k:#010x}"),
-            Segment::Id(id) => write!(f, "System V shm segment id {id}"),
-            Segment::Private => f.write_str("private System V shm segment"),
-        }
-    }
-}
-
-/// Creating or opening a segment failed.
-#[derive(Debug, Error)]
-pub enum OpenError {
-    /// Key 0 was given; it means `IPC_PRIVATE`.
-    #[error("key 0 is IPC_PRIVATE; use SysvKey::Private or a non-zero key")]
-    ZeroKey,
-    /// A private segment was to be opened; private segments are reached by id.
-    #[error("a private segment cannot be opened by key; create it, or open it by id with SysvShm::from_id")]
-    PrivateOpen,
-    /// The builder may create but has no size, or a size of 0.
-    #[error("creating a System V segment needs a size above 0; call .size(n)")]
-    MissingSize,
-    /// A read-only handle was asked to create the segment.
-    #[error(
-        "a read-only handle cannot create a segment; use CreateMode::Open or Access::ReadWrite"
-    )]
-    ReadOnlyCreate,
-    /// `CreateExclusive` found a segment with that key.
-    #[error(
-        "{segment} already exists; open it with CreateMode::Open, or remove it if stale (`ipcrm`)"
-    )]
-    AlreadyExists {
-        /// The segment.
-        segment: Segment,
-    },
-    /// No segment with that key or id.
-    #[error("{segment} does not exist (or was removed); check the key or id, or create it first")]
-    NotFound {
-        /// The segment.
-        segment: Segment,
-    },
-    /// The segment exists but this process may not use it.
-    #[error("permission denied on {segment}{}; ask its owner to grant access or run as that user", OwnerText(*.owner))]
-    PermissionDenied {
-        /// The segment.
-        segment: Segment,
-        /// Owner and mode, if `/proc/sysvipc/shm` shows them.
-        owner: Option<ObjectOwner>,
-        /// The errno (`EACCES`/`EPERM`).
-        #[source]
-        source: Errno,
-    },
-    /// The existing segment is smaller than the size required.
-    #[error("{segment} holds {size} bytes but {required} are required; check the key, or remove the old segment")]
-    TooSmall {
-        /// The segment.
-        segment: Segment,
-        /// Its size.
-        size: usize,
-        /// Size required.
-        required: usize,
-    },
-    /// The size is outside the kernel's limits.
-    #[error("a segment of {size} bytes is outside the kernel's limits; ask for at most /proc/sys/kernel/shmmax bytes")]
-    BadSize {
-        /// Size asked for.
-        size: usize,
-        /// The errno (`EINVAL`).
-        #[source]
-        source: Errno,
-    },
-    /// A system-wide limit on segments or shared pages is reached.
-    #[error("System V shm limits reached (kernel.shmmni segments or kernel.shmall pages); remove unused segments (`ipcs -m`, `ipcrm`) or raise the limits")]
-    NoSpace(#[source] Errno),
-    /// The kernel is out of memory.
-    #[error("out of memory creating a System V segment; free memory or ask for less")]
-    NoMemory(#[source] Errno),
-    /// Another system call failed.
-    #[error("{op} failed on a System V shm segment")]
-    Os {
-        /// The call that failed.
-        op: &'static str,
-        /// Its errno.
-        #[source]
-        source: Errno,
-    },
-}
-
-/// Attaching a segment failed.
-#[derive(Debug, Error)]
-pub enum AttachError {
-    /// The segment is gone.
-    #[error("{segment} no longer exists; it was removed")]
-    NotFound {
-        /// The segment.
-        segment: Segment,
-    },
-    /// This process may not attach the segment with the access asked for.
-    #[error("permission denied attaching {segment}{}; attach with Access::ReadOnly, or ask its owner to grant access", OwnerText(*.owner))]
-    PermissionDenied {
-        /// The segment.
-        segment: Segment,
-        /// Owner and mode, if `/proc/sysvipc/shm` shows them.
-        owner: Option<ObjectOwner>,
-        /// The errno (`EACCES`).
-        #[source]
-        source: Errno,
-    },
-    /// The process is out of address space.
-    #[error("out of memory or address space attaching a segment; detach unused ones")]
-    NoMemory(#[source] Errno),
-    /// Another system call failed.
-    #[error("{op} failed attaching a System V shm segment")]
-    Os {
-        /// The call that failed.
-        op: &'static str,
-        /// Its errno.
-        #[source]
-        source: Errno,
-    },
-}
-
-/// Removing a segment failed.
-#[derive(Debug, Error)]
-pub enum RemoveError {
-    /// The segment is already gone.
-    #[error("{segment} does not exist (already removed?)")]
-    NotFound {
-        /// The segment.
-        segment: Segment,
-    },
-    /// Only the segment's owner, creator or root may remove it.
-    #[error("permission denied removing {segment}{}; only its owner, creator or root can", OwnerText(*.owner))]
-    PermissionDenied {
-        /// The segment.
-        segment: Segment,
-        /// Owner and mode, if `/proc/sysvipc/shm` shows them.
-        owner: Option<ObjectOwner>,
-        /// The errno (`EPERM`).
-        #[source]
-        source: Errno,
-    },
-    /// Another failure.
-    #[error("shmctl(IPC_RMID) failed")]
-    Os(#[source] Errno),
 }
 
 /// Describes a segment to open or create; see [`SysvShm::builder`].
@@ -309,7 +154,8 @@ impl SysvShm {
     }
 
     /// The existing segment with identifier `id` (e.g. a private one another process
-    /// created). The handle does not remove it unless [`set_remove_on_drop`](Self::set_remove_on_drop).
+    /// created). The handle does not remove it unless
+    /// [`set_remove_on_drop`](Self::set_remove_on_drop).
     pub fn from_id(id: i32) -> Result<SysvShm, OpenError> {
         let ds = ipc_stat(id).map_err(|e| open_error("shmctl(IPC_STAT)", Segment::Id(id), 0, e))?;
         Ok(SysvShm { id, created: false, remove_on_drop: false, size: ds.shm_segsz })
@@ -439,77 +285,9 @@ fn ipc_stat(id: i32) -> Result<libc::shmid_ds, Errno> {
     Ok(unsafe { ds.assume_init() })
 }
 
-fn open_error(op: &'static str, segment: Segment, size: usize, source: Errno) -> OpenError {
-    match source {
-        Errno::EXIST => OpenError::AlreadyExists { segment },
-        Errno::NOENT | Errno::IDRM => OpenError::NotFound { segment },
-        Errno::INVAL if matches!(segment, Segment::Id(_)) => OpenError::NotFound { segment },
-        Errno::INVAL => OpenError::BadSize { size, source },
-        Errno::ACCESS | Errno::PERM => {
-            OpenError::PermissionDenied { segment, owner: owner_of(segment), source }
-        }
-        Errno::NOSPC => OpenError::NoSpace(source),
-        Errno::NOMEM => OpenError::NoMemory(source),
-        _ => OpenError::Os { op, source },
-    }
-}
-
-fn attach_error(op: &'static str, segment: Segment, source: Errno) -> AttachError {
-    match source {
-        Errno::INVAL | Errno::IDRM => AttachError::NotFound { segment },
-        Errno::ACCESS | Errno::PERM => {
-            AttachError::PermissionDenied { segment, owner: owner_of(segment), source }
-        }
-        Errno::NOMEM => AttachError::NoMemory(source),
-        _ => AttachError::Os { op, source },
-    }
-}
-
-/// Owner and mode of a segment from `/proc/sysvipc/shm`, which anyone may read.
-fn owner_of(segment: Segment) -> Option<ObjectOwner> {
-    let text = std::fs::read_to_string("/proc/sysvipc/shm").ok()?;
-    owner_in_table(&text, segment)
-}
-
-/// Finds `segment` in the text of `/proc/sysvipc/shm`
-/// (`key shmid perms size cpid lpid nattch uid gid ...`, perms in octal).
-fn owner_in_table(text: &str, segment: Segment) -> Option<ObjectOwner> {
-    text.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let key: i32 = cols.first()?.parse().ok()?;
-        let id: i32 = cols.get(1)?.parse().ok()?;
-        let hit = match segment {
-            Segment::Key(k) => k == key,
-            Segment::Id(i) => i == id,
-            Segment::Private => false,
-        };
-        if !hit {
-            return None;
-        }
-        let mode = u32::from_str_radix(cols.get(2)?, 8).ok()? & 0o777;
-        let uid = cols.get(7)?.parse().ok()?;
-        Some(ObjectOwner { uid, mode })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const TABLE: &str = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap
-    305419896         12  1600                  4096   100   100      1  1000  1000  1000  1000          0          0 1700000000                  4096                     0
-           0         13   640                  8192   100   100      0     0     0     0     0          0          0 1700000000                     0                     0
-";
-
-    #[test]
-    fn owner_is_found_by_key_or_id() {
-        let by_key = owner_in_table(TABLE, Segment::Key(0x1234_5678)).unwrap();
-        assert_eq!(by_key, ObjectOwner { uid: 1000, mode: 0o600 });
-        let by_id = owner_in_table(TABLE, Segment::Id(13)).unwrap();
-        assert_eq!(by_id, ObjectOwner { uid: 0, mode: 0o640 });
-        assert_eq!(owner_in_table(TABLE, Segment::Id(14)), None);
-        assert_eq!(owner_in_table(TABLE, Segment::Private), None);
-    }
 
     #[test]
     fn builder_rejects_bad_arguments() {
@@ -521,14 +299,5 @@ mod tests {
         assert!(matches!(e, OpenError::MissingSize));
         let e = SysvShm::builder(SysvKey::Private).size(1).access(Access::ReadOnly).open();
         assert!(matches!(e.unwrap_err(), OpenError::ReadOnlyCreate));
-    }
-
-    #[test]
-    fn errno_table_tells_size_errors_from_missing_ids() {
-        let e = open_error("shmget", Segment::Private, 5, Errno::INVAL);
-        assert!(matches!(e, OpenError::BadSize { size: 5, .. }));
-        let e = open_error("shmctl", Segment::Id(3), 0, Errno::INVAL);
-        assert!(matches!(e, OpenError::NotFound { .. }));
-        assert!(Segment::Key(0x10).to_string().contains("0x00000010"));
     }
 }
