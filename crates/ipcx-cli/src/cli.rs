@@ -25,10 +25,10 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Measure the raw floors of the OS primitives (`floor.*`).
+    /// Measure only the raw floors of the OS primitives (`floor.*`).
     #[arg(long)]
     pub raw: bool,
-    /// Fewer samples: the whole run finishes in under a minute.
+    /// Shorter measurements: the whole raw run finishes in well under a minute.
     #[arg(long)]
     pub quick: bool,
     /// Message sizes in bytes, comma separated.
@@ -40,6 +40,10 @@ pub struct BenchArgs {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Fixed number of round trips (and of throughput messages) per entry instead of
+    /// time-budgeted ones; for tests.
+    #[arg(long, hide = true, value_name = "N")]
+    pub samples: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -48,12 +52,9 @@ pub struct BenchPeerArgs {
     pub name: String,
     /// Message size in bytes.
     pub size: usize,
-    /// Number of ping-pong iterations (warm-up included) or messages.
-    pub iterations: u64,
-    /// `pingpong` or `throughput`.
-    pub mode: String,
-    /// Rendezvous argument (object name, path or port) created by the parent.
-    pub rendezvous: String,
+    /// Rendezvous argument (object name, path or port) made by the parent, if any.
+    #[arg(long)]
+    pub rendezvous: Option<String>,
     /// CPU to pin to, if any.
     #[arg(long)]
     pub cpu: Option<usize>,
