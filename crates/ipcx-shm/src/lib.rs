@@ -16,5 +16,7 @@ pub mod layout;
 pub mod record;
 /// Memory regions the structures live in.
 pub mod region;
+/// Lock-free rings of variable-size records.
+pub mod ring;
 
 pub use region::{HeapRegion, MappedRegion, NotWritable, Region, SharedMemory, SysvRegion};

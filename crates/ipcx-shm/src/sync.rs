@@ -16,3 +16,10 @@ pub(crate) fn spin_hint() {
     #[cfg(not(loom))]
     std::hint::spin_loop();
 }
+
+/// A word inside a ring's data area (a record header), reinterpreted from raw bytes.
+///
+/// Always the std type, even under loom: loom atomics cannot be overlaid on bytes. The data
+/// area is ordered by the control-block positions, which loom does see; Miri checks the
+/// data area itself.
+pub(crate) type DataWord = std::sync::atomic::AtomicU64;

@@ -1,0 +1,117 @@
+//! Lock-free rings of variable-size records, one file per flavor.
+//!
+//! All flavors share the record format of [`crate::record`]: `[header | payload | pad]`,
+//! 8-aligned, in a power-of-two byte ring that never splits a record (a `PAD` record fills
+//! the end of the ring instead). Positions are monotonically increasing `u64` byte counters;
+//! `position & (capacity - 1)` is the offset. A payload is at most `capacity / 2 - 8` bytes,
+//! so an empty ring always has room for the largest record, pad included.
+//!
+//! - [`spsc`]: one producer, one consumer, zero copy on both sides.
+
+pub mod spsc;
+
+use thiserror::Error;
+
+use crate::record::Corruption;
+
+/// Smallest ring capacity in bytes.
+pub const MIN_CAPACITY: u64 = 256;
+/// Largest ring capacity in bytes (1 TiB).
+pub const MAX_CAPACITY: u64 = 1 << 40;
+
+/// Largest payload a ring of `capacity` bytes carries.
+pub const fn max_payload(capacity: u64) -> u64 {
+    capacity / 2 - crate::record::HEADER
+}
+
+/// The peer broke the ring's protocol (or its memory was corrupted): a header or position
+/// read from shared memory is impossible. The ring cannot be trusted any more.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+#[error(
+    "ring corrupted by its peer at position {pos}: {what}; treat the peer as broken, \
+     drop this ring and reconnect"
+)]
+pub struct Corrupt {
+    /// Position at which the corruption was found.
+    pub pos: u64,
+    /// What was wrong.
+    #[source]
+    pub what: Corruption,
+}
+
+/// A ring cannot be placed at, or attached to, the given place of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum LayoutError {
+    /// The capacity is not a power of two within [`MIN_CAPACITY`]..=[`MAX_CAPACITY`].
+    #[error(
+        "ring capacity {0} is not a power of two between {MIN_CAPACITY} and {MAX_CAPACITY}; \
+         pick e.g. 65536"
+    )]
+    BadCapacity(u64),
+    /// The offset is not aligned to a cache line.
+    #[error("ring offset {0} is not a multiple of 128; place rings at cache-line offsets")]
+    Misaligned(usize),
+    /// Control block plus data does not fit in the region.
+    #[error("ring needs {needed} bytes at offset {offset} but the region has {len}; map more")]
+    TooSmall {
+        /// Bytes the ring needs.
+        needed: u64,
+        /// Offset asked for.
+        offset: usize,
+        /// Region length.
+        len: usize,
+    },
+    /// The control block in shared memory does not describe a ring of this flavor.
+    #[error("no {expected} ring at this offset (found tag {found:#x}); check the segment kind")]
+    WrongFlavor {
+        /// Flavor expected.
+        expected: &'static str,
+        /// Tag found.
+        found: u32,
+    },
+    /// Positions in the control block are impossible.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+/// A record could not be claimed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
+pub enum ClaimError {
+    /// The payload is larger than the ring can ever carry.
+    #[error(
+        "record of {len} bytes exceeds this ring's largest payload ({max} bytes, half its \
+         capacity); create the ring with a larger capacity or split the message"
+    )]
+    TooLarge {
+        /// Length asked for.
+        len: usize,
+        /// Largest payload.
+        max: u64,
+    },
+    /// Not enough free space now; retry after the consumer has released records.
+    #[error("ring is full; retry once the consumer has caught up")]
+    Full,
+    /// The consumer's position is impossible.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+/// Validates a capacity and returns its log2.
+pub(crate) fn capacity_log2(capacity: u64) -> Result<u32, LayoutError> {
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {
+        return Err(LayoutError::BadCapacity(capacity));
+    }
+    Ok(capacity.trailing_zeros())
+}
+
+/// Checks that `needed` bytes at `offset` (128-aligned) fit in a region of `len` bytes.
+pub(crate) fn check_place(offset: usize, needed: u64, len: usize) -> Result<(), LayoutError> {
+    if offset % crate::layout::CACHE_LINE != 0 {
+        return Err(LayoutError::Misaligned(offset));
+    }
+    let end = (offset as u64).checked_add(needed);
+    match end {
+        Some(end) if end <= len as u64 => Ok(()),
+        _ => Err(LayoutError::TooSmall { needed, offset, len }),
+    }
+}

@@ -1,0 +1,638 @@
+//! Single-producer single-consumer ring of variable-size records, zero copy on both sides.
+//!
+//! # Layout (at a 128-aligned offset of a [`Region`])
+//!
+//! ```text
+//! +0    producer line  write position, published, full   (written by the producer only)
+//! +128  consumer line  read position, consumed           (written by the consumer only)
+//! +256  info line      tag, log2(capacity), capacity     (written once by `init`)
+//! +384  data           capacity bytes of records (see crate::record)
+//! ```
+//!
+//! # Memory-ordering protocol
+//!
+//! - The producer writes a record (payload, then header, both plain or Relaxed), then
+//!   stores the new `write` position with **Release**; the consumer loads `write` with
+//!   **Acquire** before reading any header or payload below it. (`SYNC: records published`)
+//! - The consumer, done with records, stores the new `read` position with **Release**; the
+//!   producer loads `read` with **Acquire** before reusing the space. (`SYNC: space
+//!   released`) This orders the consumer's reads of a payload before the producer's next
+//!   writes to the same bytes.
+//! - Each side keeps its own position locally and caches the other's, reloading it only
+//!   when the cache says the ring is full (producer) or empty (consumer). On the fast path
+//!   a record costs no shared-line read at all.
+//!
+//! # Hostile peers
+//!
+//! Positions and headers loaded from shared memory are checked before use: `write` must
+//! lie in `read..=read+capacity` and be 8-aligned, `read` in `write-capacity..=write`;
+//! each header is loaded once and validated by [`record::decode`]. Any violation is a
+//! [`Corrupt`] error; nothing is read out of bounds. Payload bytes handed out in place may
+//! still be changed by a misbehaving peer while the caller looks at them; treat their
+//! contents as untrusted input.
+
+use std::marker::PhantomData;
+use std::mem::size_of;
+use std::ptr::NonNull;
+
+use super::{capacity_log2, check_place, max_payload, ClaimError, Corrupt, LayoutError};
+use crate::layout::Padded;
+use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
+use crate::region::Region;
+use crate::sync::{AtomicU32, AtomicU64, DataWord, Ordering};
+
+/// Tag identifying an SPSC control block ("SPSC").
+const TAG: u32 = 0x5350_5343;
+
+#[repr(C)]
+struct ProducerLine {
+    /// Next byte position the producer writes; only the producer stores it. Monotonic.
+    write: AtomicU64,
+    /// Records published; only the producer stores it (plain load + store, no RMW).
+    published: AtomicU64,
+    /// Claims refused because the ring was full; producer only.
+    full: AtomicU64,
+}
+
+#[repr(C)]
+struct ConsumerLine {
+    /// Next byte position the consumer reads; only the consumer stores it. Monotonic,
+    /// `write - capacity <= read <= write`.
+    read: AtomicU64,
+    /// Records released; consumer only.
+    consumed: AtomicU64,
+}
+
+#[repr(C)]
+struct Info {
+    /// [`TAG`] once initialised.
+    tag: AtomicU32,
+    /// log2 of the capacity.
+    cap_log2: AtomicU32,
+}
+
+/// The control block at the start of an SPSC ring.
+#[repr(C)]
+pub struct SpscControl {
+    producer: Padded<ProducerLine>,
+    consumer: Padded<ConsumerLine>,
+    info: Padded<Info>,
+}
+
+#[cfg(not(loom))]
+const _: () = {
+    assert!(size_of::<SpscControl>() == 384);
+    assert!(std::mem::align_of::<SpscControl>() == 128);
+};
+
+/// Bytes an SPSC ring of `capacity` data bytes occupies in a region (control + data).
+pub const fn required_size(capacity: u64) -> u64 {
+    size_of::<SpscControl>() as u64 + capacity
+}
+
+/// Counters of an SPSC ring, readable from any process that maps it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpscStats {
+    /// Records published by the producer.
+    pub published: u64,
+    /// Records released by the consumer.
+    pub consumed: u64,
+    /// Claims refused because the ring was full.
+    pub full: u64,
+    /// Bytes between the read and write positions (records in flight, with their headers).
+    pub queued_bytes: u64,
+}
+
+/// Geometry and addresses shared by both ends.
+struct Ring<R: Region> {
+    region: R,
+    ctrl: NonNull<SpscControl>,
+    data: NonNull<u8>,
+    cap_log2: u32,
+    cap: u64,
+    max_payload: u64,
+}
+
+impl<R: Region> Ring<R> {
+    fn ctrl(&self) -> &SpscControl {
+        // SAFETY: `ctrl` points into `region` (checked at attach), which self keeps alive;
+        // the control block holds only atomics, so shared references are sound.
+        unsafe { self.ctrl.as_ref() }
+    }
+
+    /// The header word at data offset `off` (8-aligned, `off + 8 <= cap`).
+    fn header(&self, off: u64) -> &DataWord {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.cap);
+        // SAFETY: off is 8-aligned and inside the data area (callers mask positions with
+        // cap - 1 and records are 8-aligned); the data area stays mapped while self lives.
+        unsafe { &*self.at(off).cast::<DataWord>() }
+    }
+
+    /// Address of data offset `off` (not dereferenced here; callers bound-check).
+    fn at(&self, off: u64) -> *mut u8 {
+        self.data.as_ptr().wrapping_add(off as usize)
+    }
+
+    fn stats(&self) -> SpscStats {
+        let c = self.ctrl();
+        let write = c.producer.write.load(Ordering::Relaxed);
+        let read = c.consumer.read.load(Ordering::Relaxed);
+        SpscStats {
+            published: c.producer.published.load(Ordering::Relaxed),
+            consumed: c.consumer.consumed.load(Ordering::Relaxed),
+            full: c.producer.full.load(Ordering::Relaxed),
+            queued_bytes: write.wrapping_sub(read).min(self.cap),
+        }
+    }
+
+    fn attach(region: R, offset: usize) -> Result<Ring<R>, LayoutError> {
+        check_place(offset, size_of::<SpscControl>() as u64, region.len())?;
+        // SAFETY: offset + size_of::<SpscControl>() is inside the region (checked above),
+        // 128-aligned, and the region base is 4096-aligned.
+        let ctrl = unsafe { region.base().add(offset) }.cast::<SpscControl>();
+        // SAFETY: in bounds and aligned (above); only atomics are read through it.
+        let info = unsafe { &ctrl.as_ref().info };
+        let tag = info.tag.load(Ordering::Acquire);
+        if tag != TAG {
+            return Err(LayoutError::WrongFlavor { expected: "spsc", found: tag });
+        }
+        let log2 = info.cap_log2.load(Ordering::Relaxed);
+        let cap = 1u64.checked_shl(log2).unwrap_or(0);
+        capacity_log2(cap)?;
+        check_place(offset, required_size(cap), region.len())?;
+        // SAFETY: control block and data area lie inside the region (checked above).
+        let data = unsafe { ctrl.cast::<u8>().add(size_of::<SpscControl>()) };
+        Ok(Ring { region, ctrl, data, cap_log2: log2, cap, max_payload: max_payload(cap) })
+    }
+
+    fn corrupt(&self, pos: u64, what: Corruption) -> Corrupt {
+        Corrupt { pos, what }
+    }
+}
+
+/// Writes a fresh SPSC control block of `capacity` data bytes at `offset` of `region`.
+///
+/// Call once, by the creator, before any producer or consumer attaches (publish the region
+/// to other processes only afterwards, e.g. with the segment's init word).
+pub fn init<R: Region>(region: &R, offset: usize, capacity: u64) -> Result<(), LayoutError> {
+    let cap_log2 = capacity_log2(capacity)?;
+    check_place(offset, required_size(capacity), region.len())?;
+    let ctrl = SpscControl {
+        producer: Padded(ProducerLine {
+            write: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            full: AtomicU64::new(0),
+        }),
+        consumer: Padded(ConsumerLine { read: AtomicU64::new(0), consumed: AtomicU64::new(0) }),
+        info: Padded(Info { tag: AtomicU32::new(0), cap_log2: AtomicU32::new(cap_log2) }),
+    };
+    // SAFETY: the place is inside the region, 128-aligned (checked above); nobody else uses
+    // it yet (the caller's contract), so a plain write of the whole block is race-free.
+    let place = unsafe { region.base().add(offset) }.cast::<SpscControl>();
+    // SAFETY: as above.
+    unsafe { place.as_ptr().write(ctrl) };
+    // SAFETY: just initialised; only atomics are accessed through the reference.
+    let info = unsafe { &place.as_ref().info };
+    // SYNC: ring initialised
+    info.tag.store(TAG, Ordering::Release);
+    Ok(())
+}
+
+/// The producing end. Exactly one may exist per ring (the caller's duty across processes).
+pub struct Producer<R: Region> {
+    ring: Ring<R>,
+    /// Local copy of our `write` position.
+    write: u64,
+    /// Last `read` position seen.
+    read_cache: u64,
+    published: u64,
+    full: u64,
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+// SAFETY: the producer owns its local state and accesses shared memory only through
+// atomics and the space it has claimed; moving it to another thread is fine.
+unsafe impl<R: Region> Send for Producer<R> {}
+
+impl<R: Region> Producer<R> {
+    /// Attaches the producing end to an initialised ring at `offset` of `region`.
+    pub fn attach(region: R, offset: usize) -> Result<Producer<R>, LayoutError> {
+        let ring = Ring::attach(region, offset)?;
+        let c = ring.ctrl();
+        let write = c.producer.write.load(Ordering::Relaxed);
+        // SYNC: space released
+        let read = c.consumer.read.load(Ordering::Acquire);
+        check_positions(read, write, ring.cap).map_err(|what| ring.corrupt(write, what))?;
+        let published = c.producer.published.load(Ordering::Relaxed);
+        let full = c.producer.full.load(Ordering::Relaxed);
+        Ok(Producer { ring, write, read_cache: read, published, full, _not_sync: PhantomData })
+    }
+
+    /// Largest payload this ring carries.
+    pub fn max_payload(&self) -> u64 {
+        self.ring.max_payload
+    }
+
+    /// Claims room for a record of `len` bytes, to be written in place and then
+    /// [`Claim::commit`]ted. Dropping the claim uncommitted publishes nothing.
+    pub fn claim(&mut self, len: usize) -> Result<Claim<'_, R>, ClaimError> {
+        let max = self.ring.max_payload;
+        let total = match record::record_size(len as u64) {
+            Some(t) if (len as u64) <= max => t,
+            _ => return Err(ClaimError::TooLarge { len, max }),
+        };
+        let cap = self.ring.cap;
+        let off = self.write & (cap - 1);
+        let to_end = cap - off;
+        let need = if total <= to_end { total } else { to_end + total };
+        if self.write + need - self.read_cache > cap {
+            // SYNC: space released
+            let read = self.ring.ctrl().consumer.read.load(Ordering::Acquire);
+            check_positions(read, self.write, cap).map_err(|what| self.ring.corrupt(read, what))?;
+            self.read_cache = read;
+            if self.write + need - read > cap {
+                self.full += 1;
+                self.ring.ctrl().producer.full.store(self.full, Ordering::Relaxed);
+                return Err(ClaimError::Full);
+            }
+        }
+        let (pad, rec_pos) =
+            if total <= to_end { (0, self.write) } else { (to_end, self.write + to_end) };
+        if pad != 0 {
+            let word = record::encode(
+                KIND_PAD,
+                (pad - record::HEADER) as u32,
+                self.write,
+                self.ring.cap_log2,
+            );
+            self.ring.header(off).store(word, Ordering::Relaxed);
+        }
+        Ok(Claim { producer: self, rec_pos, len: len as u32, end: rec_pos + total })
+    }
+
+    /// Copies `payload` into a new record and publishes it.
+    pub fn push(&mut self, payload: &[u8]) -> Result<(), ClaimError> {
+        let mut claim = self.claim(payload.len())?;
+        claim.bytes().copy_from_slice(payload);
+        claim.commit();
+        Ok(())
+    }
+
+    /// Counters of this ring.
+    pub fn stats(&self) -> SpscStats {
+        self.ring.stats()
+    }
+
+    /// The region the ring lives in.
+    pub fn region(&self) -> &R {
+        &self.ring.region
+    }
+}
+
+/// Room for one record, claimed by [`Producer::claim`].
+pub struct Claim<'a, R: Region> {
+    producer: &'a mut Producer<R>,
+    rec_pos: u64,
+    len: u32,
+    end: u64,
+}
+
+impl<R: Region> Claim<'_, R> {
+    /// The payload bytes, to be written in place.
+    pub fn bytes(&mut self) -> &mut [u8] {
+        let ring = &self.producer.ring;
+        let off = (self.rec_pos & (ring.cap - 1)) + record::HEADER;
+        // SAFETY: [off, off+len) lies inside the data area (claim checked it fits before the
+        // end of the ring) and is free space the consumer does not read until we publish.
+        unsafe { std::slice::from_raw_parts_mut(ring.at(off), self.len as usize) }
+    }
+
+    /// Publishes the record to the consumer.
+    pub fn commit(self) {
+        let p = self.producer;
+        let ring = &p.ring;
+        let word = record::encode(KIND_DATA, self.len, self.rec_pos, ring.cap_log2);
+        ring.header(self.rec_pos & (ring.cap - 1)).store(word, Ordering::Relaxed);
+        p.write = self.end;
+        p.published += 1;
+        let line = &ring.ctrl().producer;
+        line.published.store(p.published, Ordering::Relaxed);
+        // SYNC: records published
+        line.write.store(self.end, Ordering::Release);
+    }
+}
+
+/// The consuming end. Exactly one may exist per ring (the caller's duty across processes).
+pub struct Consumer<R: Region> {
+    ring: Ring<R>,
+    /// Local copy of our `read` position.
+    read: u64,
+    /// Last `write` position seen.
+    write_cache: u64,
+    consumed: u64,
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+// SAFETY: as for Producer: local state plus atomics and released-to-us bytes.
+unsafe impl<R: Region> Send for Consumer<R> {}
+
+impl<R: Region> Consumer<R> {
+    /// Attaches the consuming end to an initialised ring at `offset` of `region`.
+    pub fn attach(region: R, offset: usize) -> Result<Consumer<R>, LayoutError> {
+        let ring = Ring::attach(region, offset)?;
+        let c = ring.ctrl();
+        let read = c.consumer.read.load(Ordering::Relaxed);
+        // SYNC: records published
+        let write = c.producer.write.load(Ordering::Acquire);
+        check_positions(read, write, ring.cap).map_err(|what| ring.corrupt(write, what))?;
+        let consumed = c.consumer.consumed.load(Ordering::Relaxed);
+        Ok(Consumer { ring, read, write_cache: write, consumed, _not_sync: PhantomData })
+    }
+
+    /// Whether a record is ready (reloads the producer's position if needed).
+    pub fn has_next(&mut self) -> Result<bool, Corrupt> {
+        if self.read != self.write_cache {
+            return Ok(true);
+        }
+        self.refresh()?;
+        Ok(self.read != self.write_cache)
+    }
+
+    fn refresh(&mut self) -> Result<(), Corrupt> {
+        // SYNC: records published
+        let write = self.ring.ctrl().producer.write.load(Ordering::Acquire);
+        check_positions(self.read, write, self.ring.cap)
+            .map_err(|what| self.ring.corrupt(write, what))?;
+        self.write_cache = write;
+        Ok(())
+    }
+
+    /// The next record, in place, if one is ready. It stays in the ring until
+    /// [`Peeked::release`]; peeking again returns the same record.
+    pub fn peek(&mut self) -> Result<Option<Peeked<'_, R>>, Corrupt> {
+        if !self.has_next()? {
+            return Ok(None);
+        }
+        let ring = &self.ring;
+        let mut pos = self.read;
+        loop {
+            let avail = self.write_cache - pos;
+            if avail == 0 {
+                // A pad must be followed by the record it made room for.
+                return Err(ring.corrupt(pos, Corruption::BadPad { len: 0 }));
+            }
+            let word = ring.header(pos & (ring.cap - 1)).load(Ordering::Relaxed);
+            match record::decode(word, pos, ring.cap_log2, avail, ring.max_payload) {
+                Ok(Record::Pad { total }) if pos == self.read => pos += total,
+                Ok(Record::Pad { .. }) => {
+                    return Err(ring.corrupt(pos, Corruption::BadPad { len: record::split(word).2 }))
+                }
+                Ok(Record::Data { len, total }) => {
+                    let off = (pos & (ring.cap - 1)) + record::HEADER;
+                    return Ok(Some(Peeked { consumer: self, off, len, end: pos + total }));
+                }
+                Err(what) => return Err(ring.corrupt(pos, what)),
+            }
+        }
+    }
+
+    /// Copies the next record into `buf` (replacing its contents) and releases it.
+    /// Returns the record length, or `None` if the ring is empty.
+    pub fn pop_into(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>, Corrupt> {
+        match self.peek()? {
+            None => Ok(None),
+            Some(rec) => {
+                buf.clear();
+                buf.extend_from_slice(rec.bytes());
+                let n = rec.len();
+                rec.release();
+                Ok(Some(n))
+            }
+        }
+    }
+
+    /// Counters of this ring.
+    pub fn stats(&self) -> SpscStats {
+        self.ring.stats()
+    }
+
+    /// The region the ring lives in.
+    pub fn region(&self) -> &R {
+        &self.ring.region
+    }
+}
+
+/// A record read in place by [`Consumer::peek`].
+pub struct Peeked<'a, R: Region> {
+    consumer: &'a mut Consumer<R>,
+    off: u64,
+    len: u32,
+    end: u64,
+}
+
+impl<R: Region> Peeked<'_, R> {
+    /// The payload, in shared memory (zero copy).
+    pub fn bytes(&self) -> &[u8] {
+        let ring = &self.consumer.ring;
+        // SAFETY: [off, off+len) was validated to lie inside the data area and below the
+        // published write position; the producer does not reuse it until we release.
+        unsafe { std::slice::from_raw_parts(ring.at(self.off), self.len as usize) }
+    }
+
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Consumes the record, giving its space back to the producer.
+    pub fn release(self) {
+        let c = self.consumer;
+        c.read = self.end;
+        c.consumed += 1;
+        let line = &c.ring.ctrl().consumer;
+        line.consumed.store(c.consumed, Ordering::Relaxed);
+        // SYNC: space released
+        line.read.store(self.end, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for SpscControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpscControl")
+            .field("write", &self.producer.write.load(Ordering::Relaxed))
+            .field("read", &self.consumer.read.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Region> std::fmt::Debug for Producer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("capacity", &self.ring.cap)
+            .field("write", &self.write)
+            .field("read_cache", &self.read_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Region> std::fmt::Debug for Consumer<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("capacity", &self.ring.cap)
+            .field("read", &self.read)
+            .field("write_cache", &self.write_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Region> std::fmt::Debug for Claim<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claim").field("pos", &self.rec_pos).field("len", &self.len).finish()
+    }
+}
+
+impl<R: Region> std::fmt::Debug for Peeked<'_, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peeked").field("offset", &self.off).field("len", &self.len).finish()
+    }
+}
+
+/// Checks that a read and a write position can belong to one healthy ring.
+fn check_positions(read: u64, write: u64, cap: u64) -> Result<(), Corruption> {
+    let ok = read % 8 == 0 && write % 8 == 0 && write >= read && write - read <= cap;
+    if ok {
+        Ok(())
+    } else {
+        Err(Corruption::BadPosition { found: write, other: read, capacity: cap })
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::region::HeapRegion;
+
+    fn ring(cap: u64) -> (Producer<Arc<HeapRegion>>, Consumer<Arc<HeapRegion>>) {
+        let region = Arc::new(HeapRegion::new(required_size(cap) as usize));
+        init(&region, 0, cap).unwrap();
+        (Producer::attach(region.clone(), 0).unwrap(), Consumer::attach(region, 0).unwrap())
+    }
+
+    #[test]
+    fn records_keep_order_and_boundaries_across_wraps() {
+        let (mut p, mut c) = ring(256);
+        let mut buf = Vec::new();
+        for i in 0..1000u32 {
+            let len = (i % 100) as usize;
+            let msg: Vec<u8> = (0..len).map(|j| (i as usize + j) as u8).collect();
+            p.push(&msg).unwrap();
+            assert_eq!(c.pop_into(&mut buf).unwrap(), Some(len));
+            assert_eq!(buf, msg);
+        }
+        assert_eq!(c.pop_into(&mut buf).unwrap(), None);
+        let s = c.stats();
+        assert_eq!((s.published, s.consumed, s.queued_bytes), (1000, 1000, 0));
+    }
+
+    #[test]
+    fn full_then_drains() {
+        let (mut p, mut c) = ring(256);
+        let mut n = 0;
+        while p.push(&[7; 24]).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 256 / 32);
+        assert_eq!(p.push(&[7; 24]), Err(ClaimError::Full));
+        assert_eq!(p.stats().full, 2);
+        c.peek().unwrap().unwrap().release();
+        p.push(&[7; 24]).unwrap();
+    }
+
+    #[test]
+    fn too_large_and_empty_payloads() {
+        let (mut p, mut c) = ring(256);
+        assert!(matches!(p.claim(121), Err(ClaimError::TooLarge { len: 121, max: 120 })));
+        p.push(&[1; 120]).unwrap();
+        p.push(&[]).unwrap();
+        let mut buf = Vec::new();
+        assert_eq!(c.pop_into(&mut buf).unwrap(), Some(120));
+        assert_eq!(c.pop_into(&mut buf).unwrap(), Some(0));
+    }
+
+    #[test]
+    fn uncommitted_claim_publishes_nothing() {
+        let (mut p, mut c) = ring(256);
+        let _ = p.claim(10).unwrap();
+        assert!(c.peek().unwrap().is_none());
+        p.push(b"x").unwrap();
+        assert_eq!(c.peek().unwrap().unwrap().bytes(), b"x");
+    }
+
+    #[test]
+    fn corrupt_positions_and_headers_are_errors() {
+        let (mut p, mut c) = ring(256);
+        p.push(b"hello").unwrap();
+        let good = c.ring.header(0).load(Ordering::Relaxed);
+        c.ring.header(0).store(good | 0xffff, Ordering::Relaxed);
+        assert!(c.peek().is_err());
+        c.ring.header(0).store(good, Ordering::Relaxed);
+        assert_eq!(c.peek().unwrap().unwrap().bytes(), b"hello");
+        // A producer position beyond capacity.
+        c.ring.ctrl().producer.write.store(4096, Ordering::Relaxed);
+        c.write_cache = c.read;
+        assert!(matches!(c.peek(), Err(Corrupt { what: Corruption::BadPosition { .. }, .. })));
+    }
+
+    #[test]
+    fn threads_pass_records_in_order() {
+        let n: u32 = if cfg!(miri) { 300 } else { 100_000 };
+        let (mut p, mut c) = ring(1024);
+        let t = std::thread::spawn(move || {
+            for i in 0..n {
+                let len = (i % 61) as usize;
+                loop {
+                    match p.claim(len) {
+                        Ok(mut claim) => {
+                            claim.bytes().fill(i as u8);
+                            claim.commit();
+                            break;
+                        }
+                        Err(ClaimError::Full) => std::hint::spin_loop(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        let mut i = 0;
+        while i < n {
+            if let Some(rec) = c.peek().unwrap() {
+                assert_eq!(rec.len(), (i % 61) as usize);
+                assert!(rec.bytes().iter().all(|&b| b == i as u8));
+                rec.release();
+                i += 1;
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn attach_validates_layout() {
+        let region = Arc::new(HeapRegion::new(4096));
+        assert!(matches!(init(&region, 64, 256), Err(LayoutError::Misaligned(64))));
+        assert!(matches!(init(&region, 0, 100), Err(LayoutError::BadCapacity(100))));
+        assert!(matches!(init(&region, 0, 8192), Err(LayoutError::TooSmall { .. })));
+        assert!(matches!(
+            Producer::attach(region.clone(), 0),
+            Err(LayoutError::WrongFlavor { .. })
+        ));
+    }
+}
