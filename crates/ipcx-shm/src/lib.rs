@@ -16,5 +16,8 @@ pub mod layout;
 pub mod record;
 /// Memory regions the structures live in.
 pub mod region;
+/// Versioned shared-memory segments: header, creation and validated opening.
+pub mod segment;
 
 pub use region::{HeapRegion, MappedRegion, NotWritable, Region, SharedMemory, SysvRegion};
+pub use segment::{Expect, Segment, SegmentInfo, SegmentKind, SegmentSpec};
