@@ -18,5 +18,8 @@ pub mod record;
 pub mod region;
 /// Lock-free rings of variable-size records.
 pub mod ring;
+/// Versioned shared-memory segments: header, creation and validated opening.
+pub mod segment;
 
 pub use region::{HeapRegion, MappedRegion, NotWritable, Region, SharedMemory, SysvRegion};
+pub use segment::{Expect, Segment, SegmentInfo, SegmentKind, SegmentSpec};
