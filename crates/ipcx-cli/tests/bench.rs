@@ -2,7 +2,7 @@
 //! its errors. Runs use a fixed, small number of samples (hidden `--samples`) to stay quick.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -96,16 +96,105 @@ fn quick_raw_run_writes_plausible_results() {
     assert!(stdout.contains("floor.eventfd (64 B) skipped: signal only, carries no payload"));
 }
 
+/// Every floor, in table order; signal-only ones are measured at size 0.
+const FLOORS: &[(&str, u64)] = &[
+    ("floor.spin", 64),
+    ("floor.futex", 0),
+    ("floor.eventfd", 0),
+    ("floor.pipe", 64),
+    ("floor.fifo", 64),
+    ("floor.uds-stream", 64),
+    ("floor.uds-seqpacket", 64),
+    ("floor.uds-dgram", 64),
+    ("floor.tcp", 64),
+    ("floor.posix-mq", 64),
+    ("floor.sysv-msg", 64),
+    ("floor.posix-sem", 0),
+    ("floor.sysv-sem", 0),
+];
+
+/// Runs `ipcx bench` like [`bench`] and also returns the bench's pid, which every named
+/// object it creates carries (`ipcx-bench-<tag>-<pid>-...`).
+fn bench_with_pid(args: &[&str], json: &TempJson, env: Option<(&str, &str)>) -> (Output, u32) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipcx"));
+    cmd.arg("bench").args(args).arg("--json").arg(&json.0);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if let Some((k, v)) = env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("ipcx runs");
+    let pid = child.id();
+    (child.wait_with_output().expect("ipcx runs"), pid)
+}
+
+/// What bench `pid` left behind: names in /dev/shm (shm objects, semaphores) and the temp
+/// dir (FIFO directories) that carry its pid, and System V queues it last used.
+fn leftovers(pid: u32) -> Vec<String> {
+    let tag = format!("-{pid}-");
+    let mut left = Vec::new();
+    for dir in [PathBuf::from("/dev/shm"), std::env::temp_dir()] {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            if name.contains("ipcx-bench-") && name.contains(&tag) {
+                left.push(dir.join(name).display().to_string());
+            }
+        }
+    }
+    // Columns: key msqid perms cbytes qnum lspid lrpid ...
+    let queues = std::fs::read_to_string("/proc/sysvipc/msg").unwrap();
+    for line in queues.lines().skip(1) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.get(5..7).is_some_and(|pids| pids.contains(&pid.to_string().as_str())) {
+            left.push(format!("System V message queue: {line}"));
+        }
+    }
+    left
+}
+
 #[test]
-fn entries_not_wired_yet_are_skipped_with_a_reason() {
-    let json = TempJson::new("todo");
-    let out = bench(&[QUICK, &["--filter", "spin"]].concat(), Some(&json), None);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+fn every_floor_is_wired_measured_and_cleaned_up() {
+    let json = TempJson::new("all");
+    let (out, pid) = bench_with_pid(QUICK, &json, None);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+
     let v = json.read();
-    assert_eq!(v["results"], Value::Array(vec![]));
-    assert_eq!(names_and_sizes(&v["skipped"]), [entry("floor.spin", 64)]);
-    assert_eq!(v["skipped"][0]["reason"], "not yet wired");
-    assert!(text(&out.stdout).contains("floor.spin (64 B) skipped: not yet wired"));
+    let want: Vec<(String, u64)> = FLOORS.iter().map(|&(n, s)| entry(n, s)).collect();
+    assert_eq!(names_and_sizes(&v["results"]), want);
+    for r in v["results"].as_array().unwrap() {
+        assert_eq!(r["samples"], 300, "{r}");
+        match &r["msgs_per_s"] {
+            // Counters coalesce signals: a burst drained at once has no rate.
+            Value::Null => assert!(
+                ["floor.eventfd", "floor.futex"].contains(&r["name"].as_str().unwrap()),
+                "{r}"
+            ),
+            rate => assert!(rate.as_f64().unwrap() > 0.0, "{r}"),
+        }
+    }
+    let skipped = v["skipped"].as_array().unwrap();
+    let signal_only: Vec<&str> = FLOORS.iter().filter(|f| f.1 == 0).map(|f| f.0).collect();
+    assert_eq!(skipped.len(), signal_only.len(), "{skipped:?}");
+    for s in skipped {
+        assert!(signal_only.contains(&s["name"].as_str().unwrap()), "{s}");
+        assert_eq!(s["reason"], "signal only, carries no payload");
+    }
+    assert!(!stdout.contains("not yet wired"), "{stdout}");
+    assert_eq!(v["failed"], Value::Array(vec![]));
+    assert_eq!(leftovers(pid), Vec::<String>::new());
+}
+
+#[test]
+fn a_killed_peer_leaves_no_system_v_queue_behind() {
+    // A System V queue outlives its processes: the bench must notice the peer's death
+    // (rather than block forever) and remove the queue.
+    let json = TempJson::new("sysv");
+    let fault = Some(("IPCX_BENCH_PEER_FAULT", "floor.sysv-msg=exit"));
+    let (out, pid) = bench_with_pid(&[QUICK, &["--filter", "sysv-msg"]].concat(), &json, fault);
+    assert!(!out.status.success());
+    let error = json.read()["failed"][0]["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("removed"), "{error}");
+    assert_eq!(leftovers(pid), Vec::<String>::new());
 }
 
 #[test]
