@@ -10,6 +10,8 @@
 
 mod sync;
 
+/// Doorbells: sleep until a ring's state changes, wake with no syscall when nobody sleeps.
+pub mod doorbell;
 /// Layout helpers for shared-memory types (cache-line padding).
 pub mod layout;
 /// Record header format and validation.
@@ -17,4 +19,7 @@ pub mod record;
 /// Memory regions the structures live in.
 pub mod region;
 
+pub use doorbell::{
+    Bell, Doorbell, DoorbellStats, EventfdDoorbell, RingError, WaitError, WaitPolicy,
+};
 pub use region::{HeapRegion, MappedRegion, NotWritable, Region, SharedMemory, SysvRegion};
