@@ -42,9 +42,11 @@
 //!    or a notifier N' took A before, and N' bumps `seq` and wakes after taking it.
 //! 2. **The futex compare.** Whoever took A bumped `seq` after taking it. W loaded `s`
 //!    *before* A, so `s` predates that bump: had `s` read it, the bump's Release/Acquire
-//!    pairing would order the take before A, and a take cannot remove a later increment.
-//!    So W is either already queued in the kernel and woken, or the kernel compares `seq`
-//!    with `s` under its bucket lock, finds them different and returns `EAGAIN` at once.
+//!    pairing would make the take happen before A, and a take cannot remove an increment
+//!    made after it. So W is either already queued in the kernel and woken, or the kernel
+//!    compares `seq` with `s` under its bucket lock, finds them different and returns
+//!    `EAGAIN` at once. (Eventfd variant: the write stays in the counter until its single
+//!    waiter drains it, so its `poll` returns at once instead.)
 //!
 //! W then loops, re-announces and re-checks. The waiter needs its own fence: a `SeqCst`
 //! `fetch_add` followed by an Acquire load does not pair with the notifier's fence in the
