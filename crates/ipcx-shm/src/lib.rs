@@ -10,6 +10,8 @@
 
 mod sync;
 
+/// Doorbells: sleep until a ring's state changes, wake with no syscall when nobody sleeps.
+pub mod doorbell;
 /// Layout helpers for shared-memory types (cache-line padding).
 pub mod layout;
 /// Record header format and validation.
@@ -21,5 +23,8 @@ pub mod ring;
 /// Versioned shared-memory segments: header, creation and validated opening.
 pub mod segment;
 
+pub use doorbell::{
+    Bell, Doorbell, DoorbellStats, EventfdDoorbell, RingError, WaitError, WaitPolicy,
+};
 pub use region::{HeapRegion, MappedRegion, NotWritable, Region, SharedMemory, SysvRegion};
 pub use segment::{Expect, Segment, SegmentInfo, SegmentKind, SegmentSpec};
