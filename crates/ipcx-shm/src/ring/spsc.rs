@@ -25,7 +25,8 @@
 //! # Hostile peers
 //!
 //! Positions and headers loaded from shared memory are checked before use: `write` must
-//! lie in `read..=read+capacity` and be 8-aligned, `read` in `write-capacity..=write`;
+//! lie in `read..=read+capacity`, be 8-aligned and below [`MAX_POSITION`], `read` in
+//! `write-capacity..=write`;
 //! each header is loaded once and validated by [`record::decode`]. Any violation is a
 //! [`Corrupt`] error; nothing is read out of bounds. Payload bytes handed out in place may
 //! still be changed by a misbehaving peer while the caller looks at them; treat their
@@ -43,6 +44,10 @@ use crate::sync::{AtomicU32, AtomicU64, DataWord, Ordering};
 
 /// Tag identifying an SPSC control block ("SPSC").
 const TAG: u32 = 0x5350_5343;
+
+/// Highest position a healthy ring can hold: 2^63 bytes take centuries to stream, and the
+/// headroom above it keeps `position + record` arithmetic from overflowing.
+pub const MAX_POSITION: u64 = 1 << 63;
 
 #[repr(C)]
 struct ProducerLine {
@@ -93,11 +98,11 @@ pub const fn required_size(capacity: u64) -> u64 {
 /// Counters of an SPSC ring, readable from any process that maps it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SpscStats {
-    /// Records published by the producer.
+    /// Records published by the producer (wrapping).
     pub published: u64,
-    /// Records released by the consumer.
+    /// Records released by the consumer (wrapping).
     pub consumed: u64,
-    /// Claims refused because the ring was full.
+    /// Claims refused because the ring was full (wrapping).
     pub full: u64,
     /// Bytes between the read and write positions (records in flight, with their headers).
     pub queued_bytes: u64,
@@ -251,7 +256,7 @@ impl<R: Region> Producer<R> {
             check_positions(read, self.write, cap).map_err(|what| self.ring.corrupt(read, what))?;
             self.read_cache = read;
             if self.write + need - read > cap {
-                self.full += 1;
+                self.full = self.full.wrapping_add(1);
                 self.ring.ctrl().producer.full.store(self.full, Ordering::Relaxed);
                 return Err(ClaimError::Full);
             }
@@ -314,7 +319,7 @@ impl<R: Region> Claim<'_, R> {
         let word = record::encode(KIND_DATA, self.len, self.rec_pos, ring.cap_log2);
         ring.header(self.rec_pos & (ring.cap - 1)).store(word, Ordering::Relaxed);
         p.write = self.end;
-        p.published += 1;
+        p.published = p.published.wrapping_add(1);
         let line = &ring.ctrl().producer;
         line.published.store(p.published, Ordering::Relaxed);
         // SYNC: records published
@@ -453,7 +458,7 @@ impl<R: Region> Peeked<'_, R> {
     pub fn release(self) {
         let c = self.consumer;
         c.read = self.end;
-        c.consumed += 1;
+        c.consumed = c.consumed.wrapping_add(1);
         let line = &c.ring.ctrl().consumer;
         line.consumed.store(c.consumed, Ordering::Relaxed);
         // SYNC: space released
@@ -504,7 +509,11 @@ impl<R: Region> std::fmt::Debug for Peeked<'_, R> {
 
 /// Checks that a read and a write position can belong to one healthy ring.
 fn check_positions(read: u64, write: u64, cap: u64) -> Result<(), Corruption> {
-    let ok = read % 8 == 0 && write % 8 == 0 && write >= read && write - read <= cap;
+    let ok = read % 8 == 0
+        && write % 8 == 0
+        && write >= read
+        && write - read <= cap
+        && write <= MAX_POSITION;
     if ok {
         Ok(())
     } else {
