@@ -682,7 +682,7 @@ fn producer_killed_holding_a_claim_publishes_nothing_and_a_new_one_resumes() {
     const K: u64 = 3000;
     const N: u64 = 6000;
     let fx = Fixture::new("spsckp");
-    let _me = LivenessToken::acquire(fx.token("consumer"), Permissions::OWNER_ONLY).unwrap();
+    let me = LivenessToken::acquire(fx.token("consumer"), Permissions::OWNER_ONLY).unwrap();
     let producer = fx.token("producer");
     let mut rx = fx.chan().rx(true);
     let mut check = Checker::new(0, N);
@@ -714,7 +714,7 @@ fn producer_killed_holding_a_claim_publishes_nothing_and_a_new_one_resumes() {
     let tally = check.finish();
     println!("claim-kill: detected in {detected:?}; {tally:?}");
     assert_eq!(tally, clean(N));
-    drop(_me);
+    drop(me);
     fx.finish();
 }
 
@@ -723,7 +723,7 @@ fn producers_killed_at_random_moments_lose_nothing_committed() {
     const TOTAL: u64 = 60_000;
     const KILLS: u32 = 5;
     let fx = Fixture::new("spsckr");
-    let _me = LivenessToken::acquire(fx.token("consumer"), Permissions::OWNER_ONLY).unwrap();
+    let me = LivenessToken::acquire(fx.token("consumer"), Permissions::OWNER_ONLY).unwrap();
     let producer = fx.token("producer");
     let mut rx = fx.chan().rx(true);
     let mut check = Checker::new(0, TOTAL);
@@ -759,7 +759,7 @@ fn producers_killed_at_random_moments_lose_nothing_committed() {
     let (ring, tally) = (rx.c.stats(), check.finish());
     println!("random kills: detected in {detected:?}; {tally:?}; ring {ring:?}");
     assert_eq!(tally, clean(TOTAL));
-    drop(_me);
+    drop(me);
     fx.finish();
 }
 
