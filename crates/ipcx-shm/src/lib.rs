@@ -10,6 +10,10 @@
 
 mod sync;
 
+/// Fuzzing entry points for `fuzz/` (not a stable API).
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 /// Layout helpers for shared-memory types (cache-line padding).
 pub mod layout;
 /// Record header format and validation.
