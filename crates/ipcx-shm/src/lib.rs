@@ -12,6 +12,10 @@ mod sync;
 
 /// Doorbells: sleep until a ring's state changes, wake with no syscall when nobody sleeps.
 pub mod doorbell;
+/// Fuzzing entry points for `fuzz/` (not a stable API).
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
 /// Layout helpers for shared-memory types (cache-line padding).
 pub mod layout;
 /// Record header format and validation.

@@ -250,12 +250,21 @@ impl<R: Region> Producer<R> {
         let off = self.write & (cap - 1);
         let to_end = cap - off;
         let need = if total <= to_end { total } else { to_end + total };
-        if self.write + need - self.read_cache > cap {
+        // Only a forged control block (read at attach) puts `write` this close to 2^64.
+        let Some(end) = self.write.checked_add(need) else {
+            let what = Corruption::BadPosition {
+                found: self.write,
+                other: self.read_cache,
+                capacity: cap,
+            };
+            return Err(self.ring.corrupt(self.write, what).into());
+        };
+        if end - self.read_cache > cap {
             // SYNC: space released
             let read = self.ring.ctrl().consumer.read.load(Ordering::Acquire);
             check_positions(read, self.write, cap).map_err(|what| self.ring.corrupt(read, what))?;
             self.read_cache = read;
-            if self.write + need - read > cap {
+            if end - read > cap {
                 self.full = self.full.wrapping_add(1);
                 self.ring.ctrl().producer.full.store(self.full, Ordering::Relaxed);
                 return Err(ClaimError::Full);
