@@ -124,10 +124,8 @@ pub fn measure(
     run.pingpong(samples, limit(samples, rtt)).context("ping-pong")?;
     let latency = stats::one_way(&mut run.rtts).context("no round trip measured")?;
 
-    let msgs_per_s = match floor.measures_throughput() {
-        true => throughput(&mut run, plan, rtt)?,
-        false => None,
-    };
+    let msgs_per_s =
+        if floor.measures_throughput() { throughput(&mut run, plan, rtt)? } else { None };
     run.peer.finish()?;
     Ok(Measured { latency, msgs_per_s })
 }

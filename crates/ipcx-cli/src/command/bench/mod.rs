@@ -36,9 +36,10 @@ const NOT_WIRED: &str = "not yet wired";
 /// Runs `ipcx bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     let sizes = args.sizes.as_deref().map(check_sizes).transpose()?;
-    let all: Vec<Entry> = match args.raw {
-        true => floors::ALL.to_vec(),
-        false => floors::ALL.iter().chain(shm::ALL).copied().collect(),
+    let all: Vec<Entry> = if args.raw {
+        floors::ALL.to_vec()
+    } else {
+        floors::ALL.iter().chain(shm::ALL).copied().collect()
     };
     let entries = select(&all, &args.filter)?;
     if args.samples == Some(0) {
