@@ -25,15 +25,18 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Measure only the raw floors of the OS primitives (`floor.*`).
+    /// Measure only the raw floors of the OS primitives (`floor.*`), not the shm entries
+    /// (`shm.*`) nor the targets they are held to.
     #[arg(long)]
     pub raw: bool,
-    /// Shorter measurements: the whole raw run finishes in well under a minute.
+    /// Shorter measurements: the whole run, floors and shm entries, takes about a minute.
     #[arg(long)]
     pub quick: bool,
-    /// Message sizes in bytes, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "64,4096,65536,1048576")]
-    pub sizes: Vec<usize>,
+    /// Message sizes in bytes, comma separated, for every entry. Default: 64,4096,65536,1048576
+    /// for the floors, 8,64,4096,65536,1048576 for the shm latency entries, 64,4096 for
+    /// shm.throughput.
+    #[arg(long, value_delimiter = ',', value_name = "SIZES")]
+    pub sizes: Option<Vec<usize>>,
     /// Only run entries whose name contains one of these (comma separated), e.g. `futex,pipe`.
     #[arg(long, value_delimiter = ',')]
     pub filter: Vec<String>,

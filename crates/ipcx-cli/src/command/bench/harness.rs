@@ -7,6 +7,7 @@
 //! (one clock read per round trip: consecutive reads delimit the samples). Throughput: the
 //! peer sends a burst, the bench receives and starts its clock after the first tenth; a
 //! short burst first estimates the rate, the measured burst fills the throughput budget.
+//! Entries measured for latency only ([`Floor::measures_throughput`]) skip the throughput.
 
 use std::time::{Duration, Instant};
 
@@ -123,14 +124,19 @@ pub fn measure(
     run.pingpong(samples, limit(samples, rtt)).context("ping-pong")?;
     let latency = stats::one_way(&mut run.rtts).context("no round trip measured")?;
 
-    // A short burst sized from the round trip warms the path up and estimates the rate;
-    // the measured burst is sized from that rate.
+    let msgs_per_s =
+        if floor.measures_throughput() { throughput(&mut run, plan, rtt)? } else { None };
+    run.peer.finish()?;
+    Ok(Measured { latency, msgs_per_s })
+}
+
+/// One-direction messages per second: a short burst sized from the round trip warms the
+/// path up and estimates the rate; the measured burst is sized from that rate.
+fn throughput(run: &mut Run, plan: &Plan, rtt: u64) -> Result<Option<f64>> {
     let probe = plan.messages_probe(rtt);
     let probe_rate = run.throughput(probe, limit(probe, rtt)).context("throughput probe")?;
     let messages = plan.messages(rtt, probe_rate);
-    let msgs_per_s = run.throughput(messages, limit(messages, rtt)).context("throughput")?;
-    run.peer.finish()?;
-    Ok(Measured { latency, msgs_per_s })
+    run.throughput(messages, limit(messages, rtt)).context("throughput")
 }
 
 /// A started peer, the bench's end of the channel and the buffers of a measurement.

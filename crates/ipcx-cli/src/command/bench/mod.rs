@@ -1,17 +1,20 @@
 //! `ipcx bench`: latency and throughput between two processes pinned to different CPUs.
 //!
 //! `--raw` runs the floors of the OS primitives (`floor.*`, see [`floors`]); without it the
-//! same run will later include the ipcx transports measured against those floors. Each
-//! entry runs in a fresh peer process (this binary as `ipcx __bench-peer`, see [`peer`]);
-//! [`harness`] drives the measurement, [`stats`] and [`report`] turn it into the table on
-//! stdout and the `--json` file. Progress goes to stderr when it is a terminal.
+//! same run also measures the ipcx shared-memory entries (`shm.*`, see [`shm`]) and checks
+//! their performance targets against the floors of that run ([`targets`]). Each entry runs
+//! in a fresh peer process (this binary as `ipcx __bench-peer`, see [`peer`]); [`harness`]
+//! drives the measurement, [`stats`] and [`report`] turn it into the table on stdout and
+//! the `--json` file. Progress goes to stderr when it is a terminal.
 
 mod control;
 mod floors;
 mod harness;
 mod peer;
 mod report;
+mod shm;
 mod stats;
+mod targets;
 
 use std::io::IsTerminal;
 
@@ -32,8 +35,13 @@ const NOT_WIRED: &str = "not yet wired";
 
 /// Runs `ipcx bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
-    let sizes = check_sizes(&args.sizes)?;
-    let entries = select(floors::ALL, &args.filter)?;
+    let sizes = args.sizes.as_deref().map(check_sizes).transpose()?;
+    let all: Vec<Entry> = if args.raw {
+        floors::ALL.to_vec()
+    } else {
+        floors::ALL.iter().chain(shm::ALL).copied().collect()
+    };
+    let entries = select(&all, &args.filter)?;
     if args.samples == Some(0) {
         bail!("--samples must be at least 1");
     }
@@ -43,6 +51,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut report = Report::default();
     let mut work: Vec<(&dyn Floor, usize)> = Vec::new();
     for entry in entries {
+        let sizes = match (&sizes, entry) {
+            (Some(sizes), _) => sizes.as_slice(),
+            (None, Entry::Ready(floor)) => floor.default_sizes(),
+            (None, Entry::NotWired(_)) => floors::DEFAULT_SIZES,
+        };
         let skip = |size, reason: &str| Skipped {
             name: entry.name().to_owned(),
             size,
@@ -55,7 +68,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 report.skipped.extend(sizes.iter().map(|&s| skip(s, SIGNAL_ONLY)));
             }
             Entry::Ready(floor) => {
-                for &size in &sizes {
+                for &size in sizes {
                     match floor.cannot_carry(size) {
                         Some(reason) => report.skipped.push(skip(size, &reason)),
                         None => work.push((floor, size)),
@@ -92,8 +105,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "latency is one-way (round trip / 2); msgs/s and MB/s in one direction, at the receiver"
     );
     print!("{}", report.table());
+    let ratios = (!args.raw).then(|| targets::evaluate(&report));
+    if let Some(ratios) = &ratios {
+        print!("{}", targets::table(ratios));
+    }
     if let Some(path) = &args.json {
-        std::fs::write(path, report.to_json())
+        let json = match &ratios {
+            Some(ratios) => targets::json(&report, ratios),
+            None => report.to_json(),
+        };
+        std::fs::write(path, json)
             .with_context(|| format!("cannot write the JSON results to {}", path.display()))?;
     }
     if !report.failed.is_empty() {

@@ -4,7 +4,8 @@
 //! `{"results":[{"name","size","p50_ns","p99_ns","p999_ns","samples","msgs_per_s"}],
 //!   "skipped":[{"name","size","reason"}], "failed":[{"name","size","error"}]}`.
 //! Latencies are one-way (round trip / 2); `msgs_per_s` is measured at the receiver and is
-//! `null` when the entry has no throughput figure. Signal-only entries have size 0.
+//! `null` when the entry has no throughput figure. Signal-only entries have size 0. Runs
+//! without `--raw` add the targets' `"ratios"` (see [`targets`](super::targets)).
 
 use std::fmt::Write as _;
 

@@ -57,6 +57,9 @@ pub static ALL: &[Entry] = &[
     Entry::Ready(&sysv_sem::SysvSem),
 ];
 
+/// The message sizes of an entry when `--sizes` is not given (unless it says otherwise).
+pub const DEFAULT_SIZES: &[usize] = &[64, 4096, 65536, 1 << 20];
+
 /// How long one send or receive may block where the primitive has a timeout; the harness's
 /// watchdog covers the primitives that do not (it kills the peer, which ends their waits).
 pub const OP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,18 +156,30 @@ impl Entry {
     }
 }
 
-/// The floor with this name, if it can be measured.
+/// The entry with this name (a floor or a [`shm`](super::shm) entry), if it can be measured.
 pub fn find(name: &str) -> Option<&'static dyn Floor> {
-    ALL.iter().find_map(|e| match e {
+    ALL.iter().chain(super::shm::ALL).find_map(|e| match e {
         Entry::Ready(f) if f.name() == name => Some(*f),
         _ => None,
     })
 }
 
-/// One OS primitive measured between two processes.
+/// One OS primitive (or, for `shm.*` entries, one ipcx transport) measured between two
+/// processes.
 pub trait Floor: Sync {
-    /// The entry name: `floor.<primitive>`.
+    /// The entry name: `floor.<primitive>`, or `shm.<mode>` for the shm entries.
     fn name(&self) -> &'static str;
+
+    /// Whether the harness measures a one-direction rate after the round trips (`msgs/s`);
+    /// entries measured for latency only say no.
+    fn measures_throughput(&self) -> bool {
+        true
+    }
+
+    /// The message sizes measured when `--sizes` is not given.
+    fn default_sizes(&self) -> &'static [usize] {
+        DEFAULT_SIZES
+    }
 
     /// True for primitives that only signal (futex, eventfd, semaphores): they are measured
     /// once at size 0 and every requested size is skipped as carrying no payload.
