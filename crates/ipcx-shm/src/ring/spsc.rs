@@ -35,7 +35,9 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::ptr::NonNull;
 
-use super::{capacity_log2, check_place, max_payload, ClaimError, Corrupt, LayoutError};
+use super::{
+    capacity_log2, check_place, check_positions, max_payload, ClaimError, Corrupt, LayoutError,
+};
 use crate::layout::Padded;
 use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
 use crate::region::Region;
@@ -499,16 +501,6 @@ impl<R: Region> std::fmt::Debug for Claim<'_, R> {
 impl<R: Region> std::fmt::Debug for Peeked<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peeked").field("offset", &self.off).field("len", &self.len).finish()
-    }
-}
-
-/// Checks that a read and a write position can belong to one healthy ring.
-fn check_positions(read: u64, write: u64, cap: u64) -> Result<(), Corruption> {
-    let ok = read % 8 == 0 && write % 8 == 0 && write >= read && write - read <= cap;
-    if ok {
-        Ok(())
-    } else {
-        Err(Corruption::BadPosition { found: write, other: read, capacity: cap })
     }
 }
 
