@@ -14,6 +14,12 @@
 //! Readers load the header word once, decode it here with checked arithmetic against what
 //! they know independently (capacity, their position, the published limit), and never
 //! read it again: a peer that rewrites it afterwards cannot change what was validated.
+//!
+//! Kinds: `EMPTY` (0) never written, or, in an MPSC ring, the lap-tagged
+//! [`empty_word`](crate::record::empty_word) the consumer scrubs free space with; `DATA`
+//! (1); `PAD` (2); and, in MPSC rings only, `CLAIMED` (3: claimed by a producer, length
+//! known, not yet committed) and `SKIP` (4: a claim its producer dropped uncommitted).
+//! SPSC readers reject the MPSC-only kinds.
 
 use thiserror::Error;
 
@@ -28,6 +34,10 @@ pub const KIND_EMPTY: u8 = 0;
 pub const KIND_DATA: u8 = 1;
 /// Kind of the filler record that runs to the end of the ring.
 pub const KIND_PAD: u8 = 2;
+/// MPSC only: a record claimed by a producer (its length is final), not yet committed.
+pub const KIND_CLAIMED: u8 = 3;
+/// MPSC only: a claimed record its producer dropped without committing; skipped, never read.
+pub const KIND_SKIP: u8 = 4;
 
 const LAP_BITS: u32 = 24;
 const LAP_MASK: u64 = (1 << LAP_BITS) - 1;
@@ -77,6 +87,12 @@ pub enum Corruption {
         /// Length in the header.
         len: u32,
     },
+    /// A header this side owned (claimed, not yet committed) was changed by someone else.
+    #[error("record header owned by this side was overwritten with {found:#x}")]
+    Overwritten {
+        /// The word found in place of ours.
+        found: u64,
+    },
     /// A position moved backwards, past the other side's, or is not 8-aligned.
     #[error("ring position {found} is impossible (other side at {other}, capacity {capacity})")]
     BadPosition {
@@ -107,6 +123,22 @@ pub const fn encode(kind: u8, len: u32, pos: u64, cap_log2: u32) -> u64 {
     ((lap_tag(pos, cap_log2) as u64) << 40) | ((kind as u64) << 32) | len as u64
 }
 
+/// The word an MPSC ring keeps in every free 8-byte slot at position `pos`: kind `EMPTY`,
+/// length 0, tagged with the lap of `pos`. Zero on lap 0, so zeroed memory is a fresh ring.
+pub const fn empty_word(pos: u64, cap_log2: u32) -> u64 {
+    encode(KIND_EMPTY, 0, pos, cap_log2)
+}
+
+/// Checks a payload length `len` for a record with `to_end` bytes before the ring's end,
+/// `avail` bytes available and payloads of at most `max_payload` bytes; returns the bytes the
+/// record occupies.
+pub fn check_len(len: u32, to_end: u64, avail: u64, max_payload: u64) -> Result<u64, Corruption> {
+    match record_size(u64::from(len)) {
+        Some(t) if u64::from(len) <= max_payload && t <= to_end && t <= avail => Ok(t),
+        _ => Err(Corruption::BadLength { len, max: max_payload.min(to_end.min(avail)) }),
+    }
+}
+
 /// Splits a header word into (lap tag, kind, len) without judging it.
 pub const fn split(word: u64) -> (u32, u8, u32) {
     ((word >> 40) as u32, (word >> 32) as u8, word as u32)
@@ -131,13 +163,8 @@ pub fn decode(
     let to_end = cap - (pos & (cap - 1));
     match kind {
         KIND_DATA => {
-            let total = record_size(u64::from(len));
-            match total {
-                Some(t) if u64::from(len) <= max_payload && t <= to_end && t <= avail => {
-                    Ok(Record::Data { len, total: t })
-                }
-                _ => Err(Corruption::BadLength { len, max: max_payload.min(to_end.min(avail)) }),
-            }
+            let total = check_len(len, to_end, avail, max_payload)?;
+            Ok(Record::Data { len, total })
         }
         KIND_PAD => {
             if u64::from(len).checked_add(HEADER) == Some(to_end) && to_end <= avail {
@@ -185,6 +212,13 @@ mod tests {
         assert!(matches!(decode(past_avail, pos, LOG, 16, 500), Err(Corruption::BadLength { .. })));
         let over_end = encode(KIND_DATA, 40, 1024 - 16, LOG);
         assert!(decode(over_end, 1024 - 16, LOG, 512, 500).is_err());
+    }
+
+    #[test]
+    fn empty_words_carry_the_lap() {
+        assert_eq!(empty_word(0, LOG), 0);
+        assert_eq!(empty_word(1024 + 8, LOG), 1 << 40);
+        assert_eq!(split(empty_word(5 * 1024, LOG)), (5, KIND_EMPTY, 0));
     }
 
     #[test]

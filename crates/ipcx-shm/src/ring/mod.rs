@@ -6,13 +6,21 @@
 //! `position & (capacity - 1)` is the offset. A payload is at most `capacity / 2 - 8` bytes,
 //! so an empty ring always has room for the largest record, pad included.
 //!
-//! - [`spsc`]: one producer, one consumer, zero copy on both sides.
+//! - [`spsc`](crate::ring::spsc): one producer, one consumer, zero copy on both sides.
+//! - [`mpsc`](crate::ring::mpsc): many producers (threads or processes), one consumer,
+//!   zero copy; a producer that dies mid-record is skipped after a timeout.
 
+pub mod mpsc;
 pub mod spsc;
 
 use thiserror::Error;
 
 use crate::record::Corruption;
+
+/// Highest position a healthy ring reaches (2^63 bytes: centuries at memory bandwidth).
+/// Anything above it was forged, and refusing it keeps all position arithmetic far from
+/// overflow.
+pub const MAX_POSITION: u64 = 1 << 63;
 
 /// Smallest ring capacity in bytes.
 pub const MIN_CAPACITY: u64 = 256;
@@ -113,5 +121,19 @@ pub(crate) fn check_place(offset: usize, needed: u64, len: usize) -> Result<(), 
     match end {
         Some(end) if end <= len as u64 => Ok(()),
         _ => Err(LayoutError::TooSmall { needed, offset, len }),
+    }
+}
+
+/// Checks that a read and a write position can belong to one healthy ring.
+pub(crate) fn check_positions(read: u64, write: u64, cap: u64) -> Result<(), Corruption> {
+    let ok = read % 8 == 0
+        && write % 8 == 0
+        && write >= read
+        && write - read <= cap
+        && write <= MAX_POSITION;
+    if ok {
+        Ok(())
+    } else {
+        Err(Corruption::BadPosition { found: write, other: read, capacity: cap })
     }
 }

@@ -36,7 +36,9 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::ptr::NonNull;
 
-use super::{capacity_log2, check_place, max_payload, ClaimError, Corrupt, LayoutError};
+use super::{
+    capacity_log2, check_place, check_positions, max_payload, ClaimError, Corrupt, LayoutError,
+};
 use crate::layout::Padded;
 use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
 use crate::region::Region;
@@ -45,9 +47,7 @@ use crate::sync::{AtomicU32, AtomicU64, DataWord, Ordering};
 /// Tag identifying an SPSC control block ("SPSC").
 const TAG: u32 = 0x5350_5343;
 
-/// Highest position a healthy ring can hold: 2^63 bytes take centuries to stream, and the
-/// headroom above it keeps `position + record` arithmetic from overflowing.
-pub const MAX_POSITION: u64 = 1 << 63;
+pub use super::MAX_POSITION;
 
 #[repr(C)]
 struct ProducerLine {
@@ -513,20 +513,6 @@ impl<R: Region> std::fmt::Debug for Claim<'_, R> {
 impl<R: Region> std::fmt::Debug for Peeked<'_, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peeked").field("offset", &self.off).field("len", &self.len).finish()
-    }
-}
-
-/// Checks that a read and a write position can belong to one healthy ring.
-fn check_positions(read: u64, write: u64, cap: u64) -> Result<(), Corruption> {
-    let ok = read % 8 == 0
-        && write % 8 == 0
-        && write >= read
-        && write - read <= cap
-        && write <= MAX_POSITION;
-    if ok {
-        Ok(())
-    } else {
-        Err(Corruption::BadPosition { found: write, other: read, capacity: cap })
     }
 }
 
