@@ -299,12 +299,13 @@ fn eventfd_doorbell_ping_pong_between_processes() {
         &BindOptions::default(),
     )
     .unwrap();
-    let mut p = peer("eventfd-pong").arg(&name).arg(&sock_name).arg(EV_ROUNDS).spawn();
-    let sock = listener.accept_timeout(LONG).unwrap();
-    sock.send_with_fds(b"fds", &[ev_a.as_fd(), ev_b.as_fd()]).unwrap();
+    // Both doorbells are initialised before the peer can see the fds: it attaches at once.
     let a = EventfdDoorbell::init_in(Arc::clone(&region), BELL_A, ev_a);
     let b = EventfdDoorbell::init_in(Arc::clone(&region), BELL_B, ev_b);
     let (a, b) = (a.unwrap(), b.unwrap());
+    let mut p = peer("eventfd-pong").arg(&name).arg(&sock_name).arg(EV_ROUNDS).spawn();
+    let sock = listener.accept_timeout(LONG).unwrap();
+    sock.send_with_fds(b"fds", &[a.eventfd().as_fd(), b.eventfd().as_fd()]).unwrap();
     let (ping, pong) = (word(&region, PING), word(&region, PONG));
     for i in 1..=EV_ROUNDS {
         ping.store(i, Ordering::Release);
