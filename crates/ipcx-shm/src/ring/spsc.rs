@@ -241,6 +241,34 @@ impl<R: Region> Producer<R> {
     /// Claims room for a record of `len` bytes, to be written in place and then
     /// [`Claim::commit`]ted. Dropping the claim uncommitted publishes nothing.
     pub fn claim(&mut self, len: usize) -> Result<Claim<'_, R>, ClaimError> {
+        let Some(Fit { total, to_end, off }) = self.fit(len)? else {
+            self.full = self.full.wrapping_add(1);
+            self.ring.ctrl().producer.full.store(self.full, Ordering::Relaxed);
+            return Err(ClaimError::Full);
+        };
+        let (pad, rec_pos) =
+            if total <= to_end { (0, self.write) } else { (to_end, self.write + to_end) };
+        if pad != 0 {
+            let word = record::encode(
+                KIND_PAD,
+                (pad - record::HEADER) as u32,
+                self.write,
+                self.ring.cap_log2,
+            );
+            self.ring.header(off).store(word, Ordering::Relaxed);
+        }
+        Ok(Claim { producer: self, rec_pos, len: len as u32, end: rec_pos + total })
+    }
+
+    /// Whether a record of `len` payload bytes fits now. Writes nothing to shared memory
+    /// (unlike a refused [`claim`](Self::claim), which counts as `full`), so it can serve as
+    /// the condition of a doorbell wait for room.
+    pub fn has_room(&mut self, len: usize) -> Result<bool, ClaimError> {
+        Ok(self.fit(len)?.is_some())
+    }
+
+    /// Where a record of `len` bytes goes, or `None` if the ring is too full for it now.
+    fn fit(&mut self, len: usize) -> Result<Option<Fit>, ClaimError> {
         let max = self.ring.max_payload;
         let total = match record::record_size(len as u64) {
             Some(t) if (len as u64) <= max => t,
@@ -265,23 +293,10 @@ impl<R: Region> Producer<R> {
             check_positions(read, self.write, cap).map_err(|what| self.ring.corrupt(read, what))?;
             self.read_cache = read;
             if end - read > cap {
-                self.full = self.full.wrapping_add(1);
-                self.ring.ctrl().producer.full.store(self.full, Ordering::Relaxed);
-                return Err(ClaimError::Full);
+                return Ok(None);
             }
         }
-        let (pad, rec_pos) =
-            if total <= to_end { (0, self.write) } else { (to_end, self.write + to_end) };
-        if pad != 0 {
-            let word = record::encode(
-                KIND_PAD,
-                (pad - record::HEADER) as u32,
-                self.write,
-                self.ring.cap_log2,
-            );
-            self.ring.header(off).store(word, Ordering::Relaxed);
-        }
-        Ok(Claim { producer: self, rec_pos, len: len as u32, end: rec_pos + total })
+        Ok(Some(Fit { total, to_end, off }))
     }
 
     /// Copies `payload` into a new record and publishes it.
@@ -301,6 +316,14 @@ impl<R: Region> Producer<R> {
     pub fn region(&self) -> &R {
         &self.ring.region
     }
+}
+
+/// Placement of a record that fits: its total size, the bytes to the ring's end, and the
+/// offset of the producer's position.
+struct Fit {
+    total: u64,
+    to_end: u64,
+    off: u64,
 }
 
 /// Room for one record, claimed by [`Producer::claim`].
@@ -553,9 +576,11 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 256 / 32);
+        assert_eq!(p.has_room(24), Ok(false));
         assert_eq!(p.push(&[7; 24]), Err(ClaimError::Full));
-        assert_eq!(p.stats().full, 2);
+        assert_eq!(p.stats().full, 2, "has_room does not count as a refused claim");
         c.peek().unwrap().unwrap().release();
+        assert_eq!(p.has_room(24), Ok(true));
         p.push(&[7; 24]).unwrap();
     }
 
