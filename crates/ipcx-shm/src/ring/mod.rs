@@ -7,7 +7,10 @@
 //! so an empty ring always has room for the largest record, pad included.
 //!
 //! - [`spsc`]: one producer, one consumer, zero copy on both sides.
+//! - [`broadcast`]: one writer, up to 64 readers with their own cursors; Block, DropOldest
+//!   or Fail back-pressure; dead readers reclaimed.
 
+pub mod broadcast;
 pub mod spsc;
 
 use thiserror::Error;
