@@ -6,9 +6,9 @@
 //! `position & (capacity - 1)` is the offset. A payload is at most `capacity / 2 - 8` bytes,
 //! so an empty ring always has room for the largest record, pad included.
 //!
-//! - [`spsc`]: one producer, one consumer, zero copy on both sides.
-//! - [`broadcast`]: one writer, up to 64 readers with their own cursors; Block, DropOldest
-//!   or Fail back-pressure; dead readers reclaimed.
+//! - [`spsc`](crate::ring::spsc): one producer, one consumer, zero copy on both sides.
+//! - [`broadcast`](crate::ring::broadcast): one writer, up to 64 readers with their own
+//!   cursors; Block, DropOldest or Fail back-pressure; dead readers reclaimed.
 
 pub mod broadcast;
 pub mod spsc;

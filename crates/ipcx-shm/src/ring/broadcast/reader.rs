@@ -70,7 +70,7 @@ impl<R: Region> Reader<R> {
         let ring = Ring::attach(region, offset)?;
         let id = Identity::current();
         let mut reclaimed = false;
-        let start = loop {
+        let (index, start) = loop {
             let Some((index, joining)) = ring.claim_slot(id.pid) else {
                 if reclaimed || ring.reclaim_dead() == 0 {
                     return Err(AttachError::NoFreeSlot { slots: ring.n_slots });
@@ -83,7 +83,6 @@ impl<R: Region> Reader<R> {
                 break (index, start);
             }
         };
-        let (index, start) = start;
         let reader = Reader {
             ring,
             index,

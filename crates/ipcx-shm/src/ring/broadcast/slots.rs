@@ -110,6 +110,7 @@ impl<R: Region> Ring<R> {
                 return None;
             }
             let joining = word(JOINING, gen_of(w) + 1, pid);
+            // SYNC: slot freed
             slot.state
                 .compare_exchange(w, joining, Ordering::AcqRel, Ordering::Relaxed)
                 .ok()

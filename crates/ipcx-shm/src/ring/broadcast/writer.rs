@@ -38,7 +38,7 @@ pub enum SendError<M> {
         max: u64,
     },
     /// A reader's position or an old record in shared memory is impossible.
-    #[error("{source}")]
+    #[error("message not sent: the broadcast ring is corrupted; drop it and recreate it")]
     Corrupt {
         /// The message.
         msg: M,
