@@ -9,7 +9,10 @@
 //! - [`spsc`](crate::ring::spsc): one producer, one consumer, zero copy on both sides.
 //! - [`mpsc`](crate::ring::mpsc): many producers (threads or processes), one consumer,
 //!   zero copy; a producer that dies mid-record is skipped after a timeout.
+//! - [`broadcast`](crate::ring::broadcast): one writer, up to 64 readers with their own
+//!   cursors; Block, DropOldest or Fail back-pressure; dead readers reclaimed.
 
+pub mod broadcast;
 pub mod mpsc;
 pub mod spsc;
 

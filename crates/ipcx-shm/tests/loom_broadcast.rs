@@ -1,0 +1,189 @@
+//! loom models of the broadcast ring: one writer, two readers, a 256-byte ring.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2
+//! cargo test -p ipcx-shm --release --test loom_broadcast`.
+//!
+//! loom sees the control block (positions, cursors, slot states, versions); the data area
+//! is plain memory it does not model, so payload races are Miri's and the stress tests'
+//! job. What loom checks here: back-pressure never lets the writer overwrite a record a
+//! reader has not released, a reader joining mid-stream starts where the writer cannot
+//! overwrite it, and under DropOldest lag detection and counting never lose, duplicate or
+//! reorder a record.
+//!
+//! Readers that find nothing wait on a test-level [`Bell`] (what the doorbell layer will
+//! do): two readers spinning with `yield_now` let loom alternate them forever while the
+//! writer waits, which no preemption bound cuts off. The bell adds happens-before edges only
+//! on paths where a reader actually slept; every path where it finds the record without
+//! sleeping exercises the ring's own orderings.
+#![cfg(loom)]
+
+use std::sync::Arc;
+
+use ipcx_shm::ring::broadcast::{self, Config, Policy, Reader, RecvError, Writer};
+use ipcx_shm::HeapRegion;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::sync::{Condvar, Mutex};
+use loom::thread;
+
+/// Payload lengths for Block: 96 bytes each in the ring, so the third needs a pad and a
+/// wrap and waits for both readers to release the first.
+const BLOCK: [usize; 3] = [88, 88, 88];
+/// Payload lengths for DropOldest: 120 + 120 + 8 + 8 bytes fill the ring; the last record
+/// (16 bytes) overwrites the first record's header and first payload word. Payloads that
+/// are overwritten stay short: loom branches on every racing word it could read.
+const DROP: [usize; 5] = [112, 112, 0, 0, 8];
+
+/// Runs `f` under loom with room for the writer's and readers' polling loops.
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut builder = loom::model::Builder::new();
+    builder.max_branches = 100_000;
+    builder.check(f);
+}
+
+fn ring(policy: Policy) -> Arc<HeapRegion> {
+    let cfg = Config { capacity: 256, slots: 2, policy };
+    let region = Arc::new(HeapRegion::new(broadcast::required_size(256, 2) as usize));
+    broadcast::init(&region, 0, cfg).unwrap();
+    region
+}
+
+fn writer(region: &Arc<HeapRegion>) -> Writer<Arc<HeapRegion>> {
+    let mut w = Writer::attach(region.clone(), 0).unwrap();
+    w.set_liveness_interval(None); // no /proc inside the model
+    w
+}
+
+/// A generation counter to sleep on until the writer has published again.
+#[derive(Default)]
+struct Bell {
+    rung: Mutex<u64>,
+    cv: Condvar,
+}
+
+impl Bell {
+    fn generation(&self) -> u64 {
+        *self.rung.lock().unwrap()
+    }
+
+    fn ring(&self) {
+        *self.rung.lock().unwrap() += 1;
+        self.cv.notify_all();
+    }
+
+    /// Sleeps until the generation differs from `seen`.
+    fn wait_past(&self, seen: u64) {
+        let mut g = self.rung.lock().unwrap();
+        while *g == seen {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+}
+
+/// Sends a record of each length (record `i` is `len` bytes of `i`), retrying (the only
+/// spinning thread) while full.
+fn send_all(w: &mut Writer<Arc<HeapRegion>>, lens: &[usize], bell: &Bell) {
+    for (i, &len) in lens.iter().enumerate() {
+        while w.try_send(vec![i as u8; len]).is_err() {
+            thread::yield_now();
+        }
+        bell.ring();
+    }
+}
+
+/// Reads until the last record is accounted for; returns (received, lagged).
+fn read_all(r: &mut Reader<Arc<HeapRegion>>, lens: &[usize], bell: &Bell) -> (u64, u64) {
+    let n = lens.len() as u64;
+    let (mut next, mut got, mut lagged, mut buf) = (0u64, 0, 0, Vec::new());
+    while next < n {
+        let seen = bell.generation();
+        match r.try_recv(&mut buf) {
+            Ok(Some(len)) => {
+                assert_eq!(len, lens[next as usize], "record {next}");
+                assert!(buf.iter().all(|&b| u64::from(b) == next), "torn or out of order");
+                next += 1;
+                got += 1;
+            }
+            Ok(None) => bell.wait_past(seen),
+            Err(RecvError::Lagged(k)) => {
+                next += k;
+                lagged += k;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(next, n, "lag counted records that were never written");
+    // Nothing after the last record, and the writer's position agrees with ours.
+    assert_eq!(r.try_recv(&mut buf), Ok(None));
+    (got, lagged)
+}
+
+#[test]
+fn block_delivers_everything_to_both_readers() {
+    model(|| {
+        let region = ring(Policy::Block);
+        let mut a = Reader::attach(region.clone(), 0).unwrap();
+        let mut b = Reader::attach(region.clone(), 0).unwrap();
+        let mut w = writer(&region);
+        let bell = Arc::new(Bell::default());
+        let (ba, bb) = (bell.clone(), bell.clone());
+        let ta = thread::spawn(move || read_all(&mut a, &BLOCK, &ba));
+        let tb = thread::spawn(move || read_all(&mut b, &BLOCK, &bb));
+        send_all(&mut w, &BLOCK, &bell);
+        assert_eq!(ta.join().unwrap(), (3, 0));
+        assert_eq!(tb.join().unwrap(), (3, 0));
+    });
+}
+
+#[test]
+fn drop_oldest_never_tears_or_duplicates() {
+    model(|| {
+        let region = ring(Policy::DropOldest);
+        let mut a = Reader::attach(region.clone(), 0).unwrap();
+        let mut b = Reader::attach(region.clone(), 0).unwrap();
+        let mut w = writer(&region);
+        let bell = Arc::new(Bell::default());
+        let (ba, bb) = (bell.clone(), bell.clone());
+        let ta = thread::spawn(move || read_all(&mut a, &DROP, &ba));
+        let tb = thread::spawn(move || read_all(&mut b, &DROP, &bb));
+        send_all(&mut w, &DROP, &bell);
+        let (ga, la) = ta.join().unwrap();
+        let (gb, lb) = tb.join().unwrap();
+        assert_eq!((ga + la, gb + lb), (5, 5));
+        let s = w.stats();
+        assert_eq!(s.dropped, la + lb);
+    });
+}
+
+#[test]
+fn joining_reader_is_never_overrun() {
+    model(|| {
+        let region = ring(Policy::Block);
+        let done = Arc::new(AtomicBool::new(false));
+        let (r2, done2) = (region.clone(), done.clone());
+        let t = thread::spawn(move || {
+            let mut r = Reader::attach(r2, 0).unwrap();
+            let (mut last, mut buf) = (None::<u8>, Vec::new());
+            loop {
+                // Seen before the read: then an empty ring means everything was read.
+                let finished = done2.load(Ordering::Acquire);
+                match r.try_recv(&mut buf) {
+                    Ok(Some(_)) => {
+                        let i = buf[0];
+                        assert!(buf.iter().all(|&b| b == i), "torn record");
+                        // A suffix of the stream: contiguous from wherever it joined.
+                        assert!(last.is_none_or(|l| i == l + 1), "gap after {last:?}: {i}");
+                        last = Some(i);
+                    }
+                    Ok(None) if finished => break,
+                    Ok(None) => thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            assert!(last.is_none_or(|l| l == 4), "stream ended at {last:?}");
+        });
+        let mut w = writer(&region);
+        send_all(&mut w, &[88; 5], &Bell::default());
+        done.store(true, Ordering::Release);
+        t.join().unwrap();
+    });
+}
