@@ -31,8 +31,15 @@ pub const MIN_CAPACITY: u64 = 256;
 pub const MAX_CAPACITY: u64 = 1 << 40;
 
 /// Largest payload a ring of `capacity` bytes carries.
+/// Half the capacity (so a record plus a worst-case PAD always fits an empty ring), and never
+/// more than the header's 32-bit length field can say.
 pub const fn max_payload(capacity: u64) -> u64 {
-    capacity / 2 - crate::record::HEADER
+    let half = capacity / 2 - crate::record::HEADER;
+    if half > u32::MAX as u64 {
+        u32::MAX as u64
+    } else {
+        half
+    }
 }
 
 /// The peer broke the ring's protocol (or its memory was corrupted): a header or position
@@ -138,5 +145,14 @@ pub(crate) fn check_positions(read: u64, write: u64, cap: u64) -> Result<(), Cor
         Ok(())
     } else {
         Err(Corruption::BadPosition { found: write, other: read, capacity: cap })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn max_payload_fits_the_length_field() {
+        assert_eq!(super::max_payload(256), 120);
+        assert_eq!(super::max_payload(1 << 40), u64::from(u32::MAX));
     }
 }

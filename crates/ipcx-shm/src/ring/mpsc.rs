@@ -412,7 +412,7 @@ impl<R: Region> Ring<R> {
         check_place(offset, required_size(cap), region.len())?;
         // SAFETY: control block and data area lie inside the region (checked above).
         let data = unsafe { ctrl.cast::<u8>().add(size_of::<MpscControl>()) };
-        let max_payload = max_payload(cap).min(u64::from(u32::MAX));
+        let max_payload = max_payload(cap);
         let ring = Ring { region, ctrl, data, cap_log2: log2, cap, max_payload };
         ring.positions()?;
         Ok(ring)
