@@ -4,5 +4,15 @@
 //! Today this facade re-exports the OS layer; channels, contracts and patterns build on it.
 #![forbid(unsafe_code)]
 
+pub mod codec;
+pub mod contract;
+pub mod frame;
+pub mod handshake;
+
+pub use codec::{decode, encode, DecodeError, EncodeError};
+pub use contract::{check_compatible, ContractError, ContractId, Message, Mismatch, Version};
+pub use frame::{FrameDecoder, FrameError, FrameHeader, FrameKind};
+//TMP pub use handshake::{Acceptor, Agreed, Connector, HandshakeError, Hello};
+
 /// The OS layer: safe wrappers over each Linux IPC primitive.
 pub use ipcx_sys as sys;
