@@ -217,14 +217,19 @@ impl Mismatch {
 /// Checks a contract or transport name: 1 to 255 bytes, each printable ASCII other than space
 /// (`0x21..=0x7e`), so names from another process are safe to print.
 pub fn validate_name(name: &str) -> Result<(), NameError> {
+    validate_name_bytes(name.as_bytes())
+}
+
+/// [`validate_name`] over raw bytes (a valid name is ASCII, hence UTF-8).
+pub(crate) fn validate_name_bytes(name: &[u8]) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty);
     }
     if name.len() > MAX_NAME_LEN {
         return Err(NameError::TooLong { len: name.len() });
     }
-    match name.bytes().position(|b| !(0x21..=0x7e).contains(&b)) {
-        Some(index) => Err(NameError::BadByte { byte: name.as_bytes()[index], index }),
+    match name.iter().position(|b| !(0x21..=0x7e).contains(b)) {
+        Some(index) => Err(NameError::BadByte { byte: name[index], index }),
         None => Ok(()),
     }
 }
@@ -277,5 +282,4 @@ pub enum ContractError {
 }
 
 #[cfg(test)]
-#[path = "contract/tests.rs"]
 mod tests;

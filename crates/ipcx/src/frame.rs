@@ -332,5 +332,4 @@ pub enum FrameError {
 }
 
 #[cfg(test)]
-#[path = "frame/tests.rs"]
 mod tests;

@@ -12,7 +12,7 @@ pub mod handshake;
 pub use codec::{decode, encode, DecodeError, EncodeError};
 pub use contract::{check_compatible, ContractError, ContractId, Message, Mismatch, Version};
 pub use frame::{FrameDecoder, FrameError, FrameHeader, FrameKind};
-//TMP pub use handshake::{Acceptor, Agreed, Connector, HandshakeError, Hello};
+pub use handshake::{Acceptor, Agreed, Connector, HandshakeError, Hello};
 
 /// The OS layer: safe wrappers over each Linux IPC primitive.
 pub use ipcx_sys as sys;
