@@ -39,6 +39,8 @@ pub mod mapping;
 pub mod memfd;
 /// Anonymous pipes and named FIFOs (`pipe2`, `mkfifo`).
 pub mod pipe;
+/// Waiting for any of several fds to become readable.
+pub mod poll;
 /// POSIX message queues (`mq_open`).
 pub mod posix_mq;
 /// POSIX named semaphores (`sem_open`).

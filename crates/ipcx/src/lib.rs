@@ -4,15 +4,19 @@
 //! Today this facade re-exports the OS layer; channels, contracts and patterns build on it.
 #![forbid(unsafe_code)]
 
+pub mod channel;
 pub mod codec;
 pub mod contract;
 pub mod frame;
 pub mod handshake;
+pub mod namespace;
 
+pub use channel::{Channel, ChannelBuilder, Listener, RecvError, SendError, SendMode, Transport};
 pub use codec::{decode, encode, DecodeError, EncodeError};
 pub use contract::{check_compatible, ContractError, ContractId, Message, Mismatch, Version};
 pub use frame::{FrameDecoder, FrameError, FrameHeader, FrameKind};
 pub use handshake::{Acceptor, Agreed, Connector, HandshakeError, Hello};
+pub use namespace::Namespace;
 
 /// The OS layer: safe wrappers over each Linux IPC primitive.
 pub use ipcx_sys as sys;

@@ -1,0 +1,340 @@
+//! The part of a channel written once for every transport: sequence numbers, send modes and
+//! acknowledgements, validation of every frame header the peer sends, clean close.
+//!
+//! Data frames carry a sequence number that starts at 1 and grows by one per message in each
+//! direction; a receiver refuses any other number (a lost, duplicated or reordered frame is a
+//! broken peer, never delivered). A sender in [`SendMode::Acknowledged`] sets the
+//! acknowledgement flag and then waits for an `Ack` frame carrying the same number, which the
+//! receiver sends once its user has taken the message. Data frames that arrive while a
+//! sender waits for its acknowledgement are kept, in order, for the next receive.
+
+use std::collections::VecDeque;
+
+use thiserror::Error;
+
+use super::error::{RecvError, SendError};
+use super::link::{Deadline, LinkError, LinkOps};
+use super::{Link, SendMode, Transport};
+use crate::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
+
+/// How the peer broke the protocol.
+#[derive(Debug, Error)]
+pub enum Violation {
+    /// The frame header is invalid.
+    #[error("invalid frame header")]
+    Frame(#[from] crate::frame::FrameError),
+    /// A data frame out of sequence.
+    #[error("message number {got} where {want} was due (lost, duplicated or reordered)")]
+    Sequence {
+        /// Number received.
+        got: u64,
+        /// Number due.
+        want: u64,
+    },
+    /// An acknowledgement of a message we did not wait for.
+    #[error("acknowledgement of message {got} while waiting for {want}")]
+    Ack {
+        /// Number acknowledged.
+        got: u64,
+        /// Number waited for.
+        want: u64,
+    },
+    /// A frame kind that has no place in an established channel.
+    #[error("unexpected {kind:?} frame of {len} bytes in an established channel")]
+    Unexpected {
+        /// Its kind.
+        kind: FrameKind,
+        /// Its payload length.
+        len: u32,
+    },
+}
+
+/// A data frame received while waiting for an acknowledgement.
+struct Pending {
+    ack: Option<u64>,
+    payload: Vec<u8>,
+}
+
+/// Where the channel stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// The peer sent `Close`: nothing more will come.
+    Closed,
+    /// The peer is gone or broke the protocol: nothing more will come, nothing can be sent.
+    Dead,
+}
+
+/// One end of an established channel, over any link.
+pub(crate) struct Core {
+    pub(crate) link: Link,
+    pub(crate) transport: Transport,
+    /// Largest payload the peer accepts (agreed at connect).
+    max_send: usize,
+    /// Largest payload we accept.
+    max_recv: usize,
+    mode: SendMode,
+    /// Sequence number of the last data frame sent.
+    sent: u64,
+    /// Sequence number of the last data frame received.
+    received: u64,
+    pending: VecDeque<Pending>,
+    state: State,
+}
+
+/// What one received frame turned out to be.
+enum Got<R> {
+    /// A data frame, handed to the caller's function: its result and the seq to acknowledge.
+    Data(R, Option<u64>),
+    /// A data frame kept for later (the caller waits for an acknowledgement, or its
+    /// function declined the message).
+    Kept,
+    /// An acknowledgement.
+    Ack(u64),
+    /// The peer closed.
+    Close,
+}
+
+impl Core {
+    /// A core over an established `link`.
+    pub(crate) fn new(
+        link: Link,
+        transport: Transport,
+        max_send: usize,
+        max_recv: usize,
+        mode: SendMode,
+    ) -> Core {
+        Core {
+            link,
+            transport,
+            max_send,
+            max_recv,
+            mode,
+            sent: 0,
+            received: 0,
+            pending: VecDeque::new(),
+            state: State::Open,
+        }
+    }
+
+    /// The largest message this end may send.
+    pub(crate) fn max_message(&self) -> usize {
+        self.max_send
+    }
+
+    /// The send mode of plain `send` calls.
+    pub(crate) fn mode(&self) -> SendMode {
+        self.mode
+    }
+
+    /// Changes the send mode of plain `send` calls.
+    pub(crate) fn set_mode(&mut self, mode: SendMode) {
+        self.mode = mode;
+    }
+
+    /// Sends `msg` in `mode`, waiting until `deadline`.
+    pub(crate) fn send(
+        &mut self,
+        msg: &[u8],
+        mode: SendMode,
+        deadline: Deadline,
+    ) -> Result<(), SendError> {
+        if self.state != State::Open {
+            return Err(SendError::PeerGone);
+        }
+        if msg.len() > self.max_send {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max: self.max_send,
+                transport: self.transport,
+                hint: self.transport.size_hint(),
+            });
+        }
+        let seq = self.sent + 1;
+        let flags = match mode {
+            SendMode::Acknowledged => FrameFlags::ACK_REQUESTED,
+            SendMode::Buffered => FrameFlags::NONE,
+        };
+        let header =
+            FrameHeader { kind: FrameKind::Data, flags, len: msg.len() as u32, crc: 0, seq };
+        let bytes = header.encode();
+        match self.link.send(&[&bytes, msg], deadline) {
+            Ok(()) => self.sent = seq,
+            Err(LinkError::Timeout) if deadline == Deadline::Now => return Err(SendError::Full),
+            Err(e) => return Err(self.send_failed(e)),
+        }
+        if mode == SendMode::Acknowledged {
+            self.wait_ack(seq, deadline)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the acknowledgement of `seq`, keeping data frames that arrive meanwhile.
+    fn wait_ack(&mut self, seq: u64, deadline: Deadline) -> Result<(), SendError> {
+        loop {
+            match self.recv_frame(deadline, &mut None::<fn(&[u8]) -> Option<()>>) {
+                Ok(Got::Ack(n)) if n == seq => return Ok(()),
+                Ok(Got::Ack(got)) => {
+                    self.state = State::Dead;
+                    return Err(SendError::Broken(Violation::Ack { got, want: seq }.into()));
+                }
+                Ok(Got::Kept | Got::Data(..)) => {}
+                Ok(Got::Close) => return Err(SendError::PeerGone),
+                Err(RecvError::Empty | RecvError::Timeout) => return Err(SendError::Timeout),
+                Err(RecvError::Closed | RecvError::PeerGone) => return Err(SendError::PeerGone),
+                Err(RecvError::Broken(e)) => return Err(SendError::Broken(e)),
+                Err(RecvError::Os { op, source }) => return Err(SendError::Os { op, source }),
+                Err(e @ (RecvError::BufferTooSmall { .. } | RecvError::Decode(_))) => {
+                    return Err(SendError::Broken(e.into()))
+                }
+            }
+        }
+    }
+
+    /// Receives the next message and passes its payload to `f` (in place where the transport
+    /// allows), waiting until `deadline`. If `f` declines it (returns `None`), the message
+    /// stays queued, unacknowledged, for the next receive.
+    pub(crate) fn recv<R>(
+        &mut self,
+        deadline: Deadline,
+        f: impl FnOnce(&[u8]) -> Option<R>,
+    ) -> Result<Option<R>, RecvError> {
+        if let Some(p) = self.pending.pop_front() {
+            let Some(r) = f(&p.payload) else {
+                self.pending.push_front(p);
+                return Ok(None);
+            };
+            self.ack(p.ack);
+            return Ok(Some(r));
+        }
+        let mut f = Some(f);
+        loop {
+            match self.recv_frame(deadline, &mut f)? {
+                Got::Data(r, ack) => {
+                    self.ack(ack);
+                    return Ok(Some(r));
+                }
+                // Declined by `f`: kept in the pending queue, unacknowledged.
+                Got::Kept => return Ok(None),
+                // An acknowledgement nobody waits for (its sender timed out): drop it.
+                Got::Ack(_) => {}
+                Got::Close => return Err(RecvError::Closed),
+            }
+        }
+    }
+
+    /// Sends the acknowledgement of `seq`, if one was asked for. A failure here means the
+    /// sender is gone; the next operation reports it.
+    fn ack(&mut self, seq: Option<u64>) {
+        let Some(seq) = seq else { return };
+        let bytes =
+            FrameHeader { kind: FrameKind::Ack, flags: FrameFlags::NONE, len: 0, crc: 0, seq }
+                .encode();
+        let deadline = Deadline::after(Some(super::link::PEER_CHECK_INTERVAL * 50));
+        if self.link.send(&[&bytes], deadline).is_err() {
+            self.state = State::Dead;
+        }
+    }
+
+    /// Receives one frame. A data frame goes to `f` if given (taking it), else to the
+    /// pending queue.
+    fn recv_frame<R, F: FnOnce(&[u8]) -> Option<R>>(
+        &mut self,
+        deadline: Deadline,
+        f: &mut Option<F>,
+    ) -> Result<Got<R>, RecvError> {
+        match self.state {
+            State::Open => {}
+            State::Closed => return Err(RecvError::Closed),
+            State::Dead => return Err(RecvError::PeerGone),
+        }
+        let expect = self.received + 1;
+        let max = self.max_recv;
+        let pending = &mut self.pending;
+        let result = self.link.recv(deadline, |bytes| -> Result<Got<R>, Violation> {
+            let header = FrameHeader::decode(bytes, max_len(max))?;
+            let payload = bytes.get(HEADER_LEN..).unwrap_or_default();
+            header.check_payload(payload)?;
+            match header.kind {
+                FrameKind::Data if header.seq != expect => {
+                    Err(Violation::Sequence { got: header.seq, want: expect })
+                }
+                FrameKind::Data => {
+                    let ack =
+                        header.flags.contains(FrameFlags::ACK_REQUESTED).then_some(header.seq);
+                    if let Some(r) = f.take().and_then(|f| f(payload)) {
+                        return Ok(Got::Data(r, ack));
+                    }
+                    pending.push_back(Pending { ack, payload: payload.to_vec() });
+                    Ok(Got::Kept)
+                }
+                FrameKind::Ack if header.len == 0 => Ok(Got::Ack(header.seq)),
+                FrameKind::Close if header.len == 0 => Ok(Got::Close),
+                kind => Err(Violation::Unexpected { kind, len: header.len }),
+            }
+        });
+        match result {
+            Ok(Ok(got)) => {
+                match got {
+                    Got::Data(..) | Got::Kept => self.received = expect,
+                    Got::Close => self.state = State::Closed,
+                    Got::Ack(_) => {}
+                }
+                Ok(got)
+            }
+            Ok(Err(why)) => {
+                self.state = State::Dead;
+                Err(RecvError::Broken(Box::new(why)))
+            }
+            Err(LinkError::Timeout) if deadline == Deadline::Now => Err(RecvError::Empty),
+            Err(LinkError::Timeout) => Err(RecvError::Timeout),
+            Err(e) => {
+                self.state = State::Dead;
+                Err(match e {
+                    LinkError::PeerGone => RecvError::PeerGone,
+                    LinkError::Broken(e) => RecvError::Broken(e),
+                    e @ LinkError::TooLarge { .. } => RecvError::Broken(Box::new(e)),
+                    LinkError::Os { op, source } => RecvError::Os { op, source },
+                    LinkError::Timeout => unreachable!("handled above"),
+                })
+            }
+        }
+    }
+
+    /// Maps a link error of a send; anything but a timeout ends the channel.
+    fn send_failed(&mut self, e: LinkError) -> SendError {
+        match e {
+            LinkError::Timeout => SendError::Timeout,
+            LinkError::TooLarge { len, max } => SendError::TooLarge {
+                len: len.saturating_sub(HEADER_LEN),
+                max: max.saturating_sub(HEADER_LEN),
+                transport: self.transport,
+                hint: self.transport.size_hint(),
+            },
+            e => {
+                self.state = State::Dead;
+                match e {
+                    LinkError::PeerGone => SendError::PeerGone,
+                    LinkError::Broken(e) => SendError::Broken(e),
+                    LinkError::Os { op, source } => SendError::Os { op, source },
+                    LinkError::Timeout | LinkError::TooLarge { .. } => unreachable!("above"),
+                }
+            }
+        }
+    }
+
+    /// Tells the peer we close, without waiting.
+    pub(crate) fn close(&mut self) {
+        if self.state == State::Open {
+            let (kind, flags) = (FrameKind::Close, FrameFlags::NONE);
+            let bytes = FrameHeader { kind, flags, len: 0, crc: 0, seq: 0 }.encode();
+            let _ = self.link.send(&[&bytes], Deadline::Now);
+        }
+        self.state = State::Dead;
+    }
+}
+
+/// The header's length limit for payloads of at most `max` bytes.
+fn max_len(max: usize) -> u32 {
+    u32::try_from(max).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,155 @@
+//! The transports: one file per family, each a [`LinkOps`] implementation plus, for the
+//! transports whose data path is not the rendezvous socket itself, the setup that builds
+//! the data path after the handshake.
+//!
+//! Transports reached through a rendezvous unix socket (`shm`, `pipe`, `fifo`, `posix-mq`,
+//! `sysv-msg`) share one shape: the listener's side creates the connection's resources and
+//! describes them to the connector in one setup message on the rendezvous socket (with fds
+//! attached where there are fds); the connector opens them and confirms. Both sides keep the
+//! rendezvous socket open for the channel's life: its end-of-file is how a side learns that
+//! the other died when the data path itself cannot tell.
+
+mod control;
+mod pipe;
+mod posix_mq;
+mod seqpacket;
+mod shm;
+pub(crate) mod stream;
+mod sysv_msg;
+
+use ipcx_sys::uds::UdsStream;
+use ipcx_sys::Permissions;
+
+use super::error::ConnectError;
+use super::link::{Deadline, LinkError, LinkOps};
+use super::Transport;
+use crate::namespace::Namespace;
+pub(crate) use seqpacket::{
+    accept as seqpacket_accept, connect as seqpacket_connect, listen as seqpacket_listen,
+    BindFailure, SeqpacketLink,
+};
+use stream::{PipeIo, StreamLink, TcpIo};
+
+/// One established data path, whatever the transport.
+pub(crate) enum Link {
+    /// `uds-stream`.
+    UdsStream(StreamLink<UdsStream>),
+    /// `tcp`.
+    Tcp(StreamLink<TcpIo>),
+    /// `pipe` and `fifo`.
+    Pipe(StreamLink<PipeIo>),
+    /// `uds-seqpacket`.
+    Seqpacket(SeqpacketLink),
+    /// `shm`.
+    Shm(shm::ShmLink),
+    /// `posix-mq`.
+    PosixMq(posix_mq::MqLink),
+    /// `sysv-msg`.
+    SysvMsg(sysv_msg::SysvLink),
+}
+
+/// Runs `$body` with `$l` bound to the link inside whichever variant `$link` is.
+macro_rules! dispatch {
+    ($link:expr, $l:ident => $body:expr) => {
+        match $link {
+            Link::UdsStream($l) => $body,
+            Link::Tcp($l) => $body,
+            Link::Pipe($l) => $body,
+            Link::Seqpacket($l) => $body,
+            Link::Shm($l) => $body,
+            Link::PosixMq($l) => $body,
+            Link::SysvMsg($l) => $body,
+        }
+    };
+}
+
+impl LinkOps for Link {
+    fn max_frame(&self) -> usize {
+        dispatch!(self, l => l.max_frame())
+    }
+
+    #[inline]
+    fn send(&mut self, parts: &[&[u8]], deadline: Deadline) -> Result<(), LinkError> {
+        dispatch!(self, l => l.send(parts, deadline))
+    }
+
+    #[inline]
+    fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
+        dispatch!(self, l => l.recv(deadline, f))
+    }
+}
+
+/// What a transport needs to build one connection's data path after the handshake.
+pub(crate) struct Setup<'a> {
+    /// The namespace of the endpoint.
+    pub namespace: &'a Namespace,
+    /// The endpoint name.
+    pub name: &'a str,
+    /// The largest frame either side will send (header included).
+    pub max_frame: usize,
+    /// Mode of any named object created for the connection.
+    pub permissions: Permissions,
+    /// How long setting up may take.
+    pub deadline: Deadline,
+    /// Shared memory: how long a receive spins before parking.
+    pub spin: std::time::Duration,
+}
+
+/// The largest frame `transport` carries on this machine, header included.
+pub(crate) fn limit(transport: Transport) -> Result<usize, ConnectError> {
+    match transport {
+        Transport::UdsStream | Transport::Tcp | Transport::Pipe | Transport::Fifo => {
+            Ok(STREAM_LIMIT)
+        }
+        Transport::UdsSeqpacket => seqpacket::limit(),
+        Transport::Shm => Ok(shm::limit()),
+        Transport::PosixMq => posix_mq::limit(),
+        Transport::SysvMsg => sysv_msg::limit(),
+    }
+}
+
+/// The largest frame on byte streams (1 GiB): a bound on what a receiver buffers.
+pub const STREAM_LIMIT: usize = 1 << 30;
+
+/// Listener side of a rendezvous transport: builds the data path over `ctl`.
+pub(crate) fn accept(
+    transport: Transport,
+    ctl: UdsStream,
+    setup: &Setup<'_>,
+) -> Result<Link, ConnectError> {
+    match transport {
+        Transport::Shm => shm::accept(ctl, setup),
+        Transport::Pipe => pipe::accept_pipe(ctl, setup),
+        Transport::Fifo => pipe::accept_fifo(ctl, setup),
+        Transport::PosixMq => posix_mq::accept(ctl, setup),
+        Transport::SysvMsg => sysv_msg::accept(ctl, setup),
+        t => unreachable!("{t} has no rendezvous socket"),
+    }
+}
+
+/// Connector side of a rendezvous transport: opens the data path described over `ctl`.
+pub(crate) fn connect(
+    transport: Transport,
+    ctl: UdsStream,
+    setup: &Setup<'_>,
+) -> Result<Link, ConnectError> {
+    match transport {
+        Transport::Shm => shm::connect(ctl, setup),
+        Transport::Pipe => pipe::connect_pipe(ctl, setup),
+        Transport::Fifo => pipe::connect_fifo(ctl, setup),
+        Transport::PosixMq => posix_mq::connect(ctl, setup),
+        Transport::SysvMsg => sysv_msg::connect(ctl, setup),
+        t => unreachable!("{t} has no rendezvous socket"),
+    }
+}
+
+/// A random 64-bit id for naming a connection's objects (unique, not secret).
+pub(crate) fn random_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    h.finish()
+}

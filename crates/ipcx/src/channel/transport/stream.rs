@@ -1,0 +1,295 @@
+//! Byte-stream links (`uds-stream`, `tcp`, `pipe`, `fifo`): frames delimited by their
+//! header's length, read in batches into one buffer.
+//!
+//! A send writes the whole frame (one write when it is at most [`COALESCE`] bytes, else the
+//! header and the payload in turn); once any byte of a frame is written the rest is written
+//! whatever the deadline, so the stream never holds half a frame followed by another. A
+//! receive reads as much as is available (many small frames per system call) and hands out
+//! one frame at a time; a frame larger than the buffer grows it, up to `max_frame`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use ipcx_sys::pipe::{PipeReader, PipeWriter};
+use ipcx_sys::uds::{RecvError, SendError, UdsStream};
+
+use crate::channel::link::{Deadline, LinkError, LinkOps};
+use crate::frame::{FrameHeader, HEADER_LEN};
+
+/// Frames up to this size are copied into one buffer and written with one system call.
+pub const COALESCE: usize = 64 << 10;
+
+/// Initial size of the receive buffer.
+const READ_BUF: usize = 64 << 10;
+
+/// A byte stream that can wait with a deadline.
+pub trait ByteIo {
+    /// Reads at least one byte into `buf`, waiting until `deadline`; `Ok(0)` at end of
+    /// stream (the peer closed or died).
+    fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError>;
+
+    /// Writes some of `buf` (at least one byte), waiting until `deadline` for room.
+    fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError>;
+}
+
+/// Frames over a [`ByteIo`].
+pub struct StreamLink<T> {
+    io: T,
+    max_frame: usize,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+}
+
+impl<T: ByteIo> StreamLink<T> {
+    /// A link over `io` carrying frames of at most `max_frame` bytes.
+    pub fn new(io: T, max_frame: usize) -> StreamLink<T> {
+        let buf = vec![0; READ_BUF.min(max_frame.max(HEADER_LEN))];
+        StreamLink { io, max_frame, buf, start: 0, end: 0, out: Vec::new() }
+    }
+
+    /// Writes all of `bytes`: until `deadline` for the first byte, then until done.
+    fn write_all(&mut self, mut bytes: &[u8], mut deadline: Deadline) -> Result<(), LinkError> {
+        while !bytes.is_empty() {
+            let n = self.io.write(bytes, deadline)?;
+            bytes = &bytes[n..];
+            deadline = Deadline::Never;
+        }
+        Ok(())
+    }
+
+    /// Total size of the frame whose header starts the buffered bytes.
+    fn frame_len(&self) -> Result<usize, LinkError> {
+        let max = u32::try_from(self.max_frame - HEADER_LEN).unwrap_or(u32::MAX);
+        let header =
+            FrameHeader::decode(&self.buf[self.start..self.end], max).map_err(LinkError::broken)?;
+        Ok(HEADER_LEN + header.len as usize)
+    }
+}
+
+impl<T: ByteIo> LinkOps for StreamLink<T> {
+    fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+
+    fn send(&mut self, parts: &[&[u8]], deadline: Deadline) -> Result<(), LinkError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_frame {
+            return Err(LinkError::TooLarge { len, max: self.max_frame });
+        }
+        if len <= COALESCE {
+            let mut out = std::mem::take(&mut self.out);
+            out.clear();
+            parts.iter().for_each(|p| out.extend_from_slice(p));
+            let r = self.write_all(&out, deadline);
+            self.out = out;
+            return r;
+        }
+        let mut deadline = deadline;
+        for part in parts {
+            self.write_all(part, deadline)?;
+            deadline = Deadline::Never;
+        }
+        Ok(())
+    }
+
+    fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
+        loop {
+            let avail = self.end - self.start;
+            if avail >= HEADER_LEN {
+                let total = self.frame_len()?;
+                if avail >= total {
+                    let r = f(&self.buf[self.start..self.start + total]);
+                    self.start += total;
+                    if self.start == self.end {
+                        (self.start, self.end) = (0, 0);
+                    }
+                    return Ok(r);
+                }
+                if self.buf.len() - self.start < total {
+                    self.buf.copy_within(self.start..self.end, 0);
+                    (self.start, self.end) = (0, avail);
+                    if self.buf.len() < total {
+                        self.buf.resize(total, 0);
+                    }
+                }
+            } else if self.buf.len() - self.start < HEADER_LEN {
+                self.buf.copy_within(self.start..self.end, 0);
+                (self.start, self.end) = (0, avail);
+            }
+            let n = self.io.read(&mut self.buf[self.end..], deadline)?;
+            if n == 0 {
+                return Err(if self.end > self.start {
+                    LinkError::broken(Truncated { have: self.end - self.start })
+                } else {
+                    LinkError::PeerGone
+                });
+            }
+            self.end += n;
+        }
+    }
+}
+
+/// The stream ended in the middle of a frame.
+#[derive(Debug, thiserror::Error)]
+#[error("the stream ended {have} bytes into a frame")]
+struct Truncated {
+    have: usize,
+}
+
+impl ByteIo for UdsStream {
+    fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
+        let r = match deadline {
+            Deadline::Never => UdsStream::recv(self, buf),
+            Deadline::Now => UdsStream::try_recv(self, buf).map(|n| n.unwrap_or(usize::MAX)),
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => UdsStream::recv_timeout(self, buf, t),
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        match r {
+            Ok(usize::MAX) => Err(LinkError::Timeout),
+            Ok(n) => Ok(n),
+            Err(RecvError::Timeout | RecvError::WouldBlock) => Err(LinkError::Timeout),
+            Err(RecvError::PeerReset) => Ok(0),
+            Err(e) => Err(LinkError::os("recv on the unix stream socket", e)),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError> {
+        let r = match deadline {
+            Deadline::Never => UdsStream::send(self, buf),
+            Deadline::Now => UdsStream::try_send(self, buf).map(|n| n.unwrap_or(0)),
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => UdsStream::send_timeout(self, buf, t),
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        match r {
+            Ok(0) => Err(LinkError::Timeout),
+            Ok(n) => Ok(n),
+            Err(SendError::Timeout | SendError::WouldBlock) => Err(LinkError::Timeout),
+            Err(SendError::PeerClosed) => Err(LinkError::PeerGone),
+            Err(e) => Err(LinkError::os("send on the unix stream socket", e)),
+        }
+    }
+}
+
+/// A TCP stream; remembers the timeouts it set so it changes them only when needed.
+pub struct TcpIo {
+    stream: TcpStream,
+    read_timeout: Option<Option<Duration>>,
+    write_timeout: Option<Option<Duration>>,
+}
+
+impl TcpIo {
+    /// Wraps a connected stream (and turns Nagle's algorithm off: frames go at once).
+    pub fn new(stream: TcpStream) -> std::io::Result<TcpIo> {
+        stream.set_nodelay(true)?;
+        Ok(TcpIo { stream, read_timeout: None, write_timeout: None })
+    }
+}
+
+/// The socket timeout for `deadline`, or `None` if it has passed.
+fn socket_timeout(deadline: Deadline) -> Option<Option<Duration>> {
+    match deadline {
+        Deadline::Never => Some(None),
+        // The shortest timeout a socket takes: a non-blocking attempt in effect.
+        Deadline::Now => Some(Some(Duration::from_micros(1))),
+        d => d.remaining().filter(|t| !t.is_zero()).map(Some),
+    }
+}
+
+/// Maps a std I/O error of a TCP operation.
+fn tcp_error(op: &'static str, e: std::io::Error) -> LinkError {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        WouldBlock | TimedOut => LinkError::Timeout,
+        BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof => LinkError::PeerGone,
+        _ => LinkError::os(op, e),
+    }
+}
+
+impl ByteIo for TcpIo {
+    fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
+        let t = socket_timeout(deadline).ok_or(LinkError::Timeout)?;
+        if self.read_timeout != Some(t) {
+            self.stream.set_read_timeout(t).map_err(|e| LinkError::os("setsockopt", e))?;
+            self.read_timeout = Some(t);
+        }
+        loop {
+            match self.stream.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(0),
+                r => return r.map_err(|e| tcp_error("recv on the tcp socket", e)),
+            }
+        }
+    }
+
+    fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError> {
+        let t = socket_timeout(deadline).ok_or(LinkError::Timeout)?;
+        if self.write_timeout != Some(t) {
+            self.stream.set_write_timeout(t).map_err(|e| LinkError::os("setsockopt", e))?;
+            self.write_timeout = Some(t);
+        }
+        loop {
+            match self.stream.write(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => return r.map_err(|e| tcp_error("send on the tcp socket", e)),
+            }
+        }
+    }
+}
+
+/// Two pipe ends (anonymous pipes or FIFOs): one to read, one to write.
+pub struct PipeIo {
+    /// The end we read.
+    pub reader: PipeReader,
+    /// The end we write.
+    pub writer: PipeWriter,
+}
+
+impl ByteIo for PipeIo {
+    fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
+        use ipcx_sys::pipe::ReadError;
+        let r = match deadline {
+            Deadline::Never => self.reader.read(buf),
+            Deadline::Now => self.reader.try_read(buf).map(|n| n.unwrap_or(usize::MAX)),
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => self.reader.read_timeout(buf, t),
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        match r {
+            Ok(usize::MAX) => Err(LinkError::Timeout),
+            Ok(n) => Ok(n),
+            Err(ReadError::Timeout) => Err(LinkError::Timeout),
+            Err(ReadError::PeerGone) => Ok(0),
+            Err(e) => Err(LinkError::os("read from the pipe", e)),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError> {
+        use ipcx_sys::pipe::WriteError;
+        let r = match deadline {
+            Deadline::Never => self.writer.write_all(buf).map(|()| buf.len()),
+            Deadline::Now => self.writer.try_write(buf).map(|n| n.unwrap_or(0)),
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => {
+                    self.writer.write_all_timeout(buf, t).map(|()| buf.len())
+                }
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        match r {
+            Ok(0) => Err(LinkError::Timeout),
+            Ok(n) => Ok(n),
+            Err(WriteError::Timeout { written: 0 }) => Err(LinkError::Timeout),
+            Err(WriteError::Timeout { written }) => Ok(written),
+            Err(WriteError::PeerGone { .. }) => Err(LinkError::PeerGone),
+            Err(e) => Err(LinkError::os("write to the pipe", e)),
+        }
+    }
+}

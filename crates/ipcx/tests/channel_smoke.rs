@@ -1,0 +1,54 @@
+//! In-process smoke test of every implemented transport (the cross-process conformance suite
+//! is `conformance.rs`).
+
+use std::time::Duration;
+
+use ipcx::channel::{Channel, RecvError, SendMode, Transport};
+use ipcx::Namespace;
+
+fn round_trip(t: Transport) {
+    let ns = Namespace::new(&ipcx_testkit::unique_name("smoke")).unwrap();
+    let mut listener = Channel::builder("echo", t).namespace(ns.clone()).listen().unwrap();
+    let ns2 = ns.clone();
+    let client = std::thread::spawn(move || {
+        let mut c = Channel::builder("echo", t).namespace(ns2).connect().unwrap();
+        c.send(b"hello").unwrap();
+        c.send(b"").unwrap();
+        let big = vec![7u8; c.max_message()];
+        c.send(&big).unwrap();
+        c.send_with(b"acked", SendMode::Acknowledged, Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(c.recv().unwrap(), b"reply");
+    });
+    let mut s = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(s.recv().unwrap(), b"hello");
+    assert_eq!(s.recv().unwrap(), b"");
+    let big = s.recv().unwrap();
+    assert_eq!(big.len(), s.max_message());
+    assert_eq!(s.recv_timeout(Duration::from_secs(10)).unwrap(), b"acked");
+    s.send(b"reply").unwrap();
+    client.join().unwrap();
+    assert!(matches!(s.recv_timeout(Duration::from_secs(10)), Err(RecvError::Closed)));
+    drop(listener);
+    let _ = std::fs::remove_dir(ns.dir());
+}
+
+#[test]
+fn uds_stream() {
+    round_trip(Transport::UdsStream);
+}
+#[test]
+fn uds_seqpacket() {
+    round_trip(Transport::UdsSeqpacket);
+}
+#[test]
+fn tcp() {
+    round_trip(Transport::Tcp);
+}
+#[test]
+fn pipe() {
+    round_trip(Transport::Pipe);
+}
+#[test]
+fn fifo() {
+    round_trip(Transport::Fifo);
+}
