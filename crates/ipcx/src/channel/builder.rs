@@ -293,7 +293,7 @@ impl ChannelBuilder {
         let core = Core::new(link, self.transport, max, max, self.send_mode);
         let peer =
             PeerInfo { pid: agreed.peer.pid, uid: agreed.peer.uid, contract: agreed.peer.contract };
-        Channel { core, peer }
+        Channel { core, peer, contract: self.contract.clone() }
     }
 }
 

@@ -42,12 +42,14 @@ mod error;
 mod handshake_io;
 mod link;
 mod transport;
+mod typed;
 
 use std::time::Duration;
 
 pub use builder::{ChannelBuilder, Listener};
 pub use error::{AcceptError, ConnectError, ListenError, RecvError, SendError};
 pub use link::PEER_CHECK_INTERVAL;
+pub use typed::{TypedChannel, TypedError};
 
 use self::core::Core;
 use crate::contract::ContractId;
@@ -165,6 +167,7 @@ pub struct PeerInfo {
 pub struct Channel {
     core: Core,
     peer: PeerInfo,
+    contract: ContractId,
 }
 
 impl Channel {
@@ -182,6 +185,11 @@ impl Channel {
     /// The peer, as the handshake described it.
     pub fn peer(&self) -> &PeerInfo {
         &self.peer
+    }
+
+    /// Our contract (the peer's is compatible: same name, major version and fingerprint).
+    pub fn contract(&self) -> &ContractId {
+        &self.contract
     }
 
     /// The largest message this end may send (agreed at connect).
