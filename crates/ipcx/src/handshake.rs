@@ -127,7 +127,7 @@ pub struct Agreed {
     pub max_message: u32,
 }
 
-/// Validates `local` and checks `peer` against it, as both sides do.
+/// Checks the peer's transport and contract against ours (both sides run it).
 fn check_peer(local: &Hello, peer: &Hello) -> Result<(), HandshakeError> {
     if peer.transport != local.transport {
         return Err(HandshakeError::Transport {
@@ -138,13 +138,14 @@ fn check_peer(local: &Hello, peer: &Hello) -> Result<(), HandshakeError> {
     Ok(check_compatible(&local.contract, &peer.contract)?)
 }
 
+/// The agreement: the peer's hello and the smaller of the two limits.
 fn agreed(local: &Hello, peer: Hello) -> Agreed {
     let max_message = local.max_message.min(peer.max_message);
     Agreed { peer, max_message }
 }
 
 /// A whole handshake frame around `payload` (at most 1.6 KiB, so framing cannot fail).
-fn frame(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
+fn whole_frame(kind: FrameKind, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     // Handshake payloads are bounded far below u32::MAX; the error arm is unreachable.
     let _ = encode_frame(kind, FrameFlags::NONE, 0, payload, &mut out);
@@ -190,7 +191,7 @@ impl Connector {
     pub fn hello_frame(&self) -> Vec<u8> {
         let mut payload = Vec::new();
         self.local.encode_valid(&mut payload);
-        frame(FrameKind::Hello, &payload)
+        whole_frame(FrameKind::Hello, &payload)
     }
 
     /// Judges the listener's reply frame: Accept gives the agreement (after checking the
@@ -275,7 +276,7 @@ impl Acceptor {
         let mut payload = Vec::new();
         // The local hello was validated by `new` and the text is cut to the limit.
         let _ = refusal.encode(&mut payload);
-        frame(FrameKind::Refuse, &payload)
+        whole_frame(FrameKind::Refuse, &payload)
     }
 }
 
@@ -296,7 +297,7 @@ impl Pending {
     pub fn accept(self) -> (Vec<u8>, Agreed) {
         let mut payload = Vec::new();
         self.local.encode_valid(&mut payload);
-        (frame(FrameKind::Accept, &payload), agreed(&self.local, self.peer))
+        (whole_frame(FrameKind::Accept, &payload), agreed(&self.local, self.peer))
     }
 
     /// Refuses with a standard text: the Refuse frame to send before closing.

@@ -182,3 +182,16 @@ fn compatibility_rules() {
     assert!(matches!(shape, Mismatch::Fingerprint(_)), "{shape}");
     assert!(shape.to_string().contains("differ in shape"), "{shape}");
 }
+
+#[derive(Serialize, Deserialize)]
+struct Node {
+    value: u8,
+    next: Option<Box<Node>>,
+    children: Vec<Node>,
+}
+crate::message!(Node, "test.node", 1, 0);
+
+#[test]
+fn recursive_types_trace() {
+    assert_eq!(fp::<Node>(), fp::<Node>());
+}

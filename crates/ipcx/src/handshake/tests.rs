@@ -180,3 +180,14 @@ fn long_refusal_texts_are_cut_on_a_char_boundary() {
     let refusal = Refusal::decode(&reply[HEADER_LEN..]).unwrap();
     assert_eq!((refusal.reason.code(), refusal.text.len()), (0x8001, 1024));
 }
+
+#[test]
+fn errors_cross_threads() {
+    fn check<T: std::error::Error + Send + Sync + 'static>() {}
+    check::<HandshakeError>();
+    check::<Rejection>();
+    check::<crate::contract::ContractError>();
+    check::<crate::codec::DecodeError>();
+    check::<crate::codec::EncodeError>();
+    check::<FrameError>();
+}
