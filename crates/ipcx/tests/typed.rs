@@ -56,8 +56,6 @@ fn another_shape_is_refused_naming_both_sides() {
     assert!(matches!(err, ConnectError::Refused(_)), "{err}");
     assert!(text.contains("1.0") && text.contains("1.1"), "names both versions: {text}");
     assert_eq!(listener.refused(), 1);
-    let wrong = TypedChannel::<ReadingV2>::new;
-    let _ = wrong;
     drop(listener);
     std::fs::remove_dir(ns.dir()).unwrap();
 }

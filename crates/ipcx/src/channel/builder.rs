@@ -25,7 +25,7 @@ use super::link::Deadline;
 use super::transport::stream::{StreamLink, TcpIo};
 use super::transport::{self, Link, SeqpacketLink, Setup};
 use super::{Channel, PeerInfo, SendMode, Transport};
-use crate::contract::ContractId;
+use crate::contract::{ContractId, Version};
 use crate::frame::HEADER_LEN;
 use crate::handshake::{Agreed, Hello};
 use crate::namespace::{check_name, Namespace};
@@ -63,7 +63,7 @@ impl ChannelBuilder {
             name: name.to_owned(),
             transport,
             namespace: None,
-            contract: ContractId::bytes(),
+            contract: raw_contract(),
             max_message: None,
             send_mode: SendMode::Buffered,
             allow: AllowList::default(),
@@ -79,7 +79,7 @@ impl ChannelBuilder {
         self
     }
 
-    /// The contract both ends must agree on (default: untyped bytes).
+    /// The contract both ends must agree on (default: [`raw_contract`], untyped bytes).
     pub fn contract(mut self, contract: ContractId) -> Self {
         self.contract = contract;
         self
@@ -295,6 +295,12 @@ impl ChannelBuilder {
             PeerInfo { pid: agreed.peer.pid, uid: agreed.peer.uid, contract: agreed.peer.contract };
         Channel { core, peer, contract: self.contract.clone() }
     }
+}
+
+/// The contract of untyped channels: raw bytes, no encoding ("ipcx.raw" 1.0, fingerprint 0).
+/// Distinct from `ContractId::bytes()`, which is postcard-encoded `Vec<u8>`.
+pub fn raw_contract() -> ContractId {
+    ContractId { name: "ipcx.raw".to_owned(), version: Version::new(1, 0), fingerprint: 0 }
 }
 
 /// The largest frame of an agreed channel.

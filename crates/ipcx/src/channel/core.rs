@@ -104,6 +104,9 @@ impl Core {
         max_recv: usize,
         mode: SendMode,
     ) -> Core {
+        // Never promise more than the link carries.
+        let carried = link.max_frame().saturating_sub(HEADER_LEN);
+        let (max_send, max_recv) = (max_send.min(carried), max_recv.min(carried));
         Core {
             link,
             transport,

@@ -46,14 +46,16 @@ mod typed;
 
 use std::time::Duration;
 
-pub use builder::{ChannelBuilder, Listener};
+pub use builder::{
+    raw_contract, ChannelBuilder, Listener, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE,
+};
 pub use error::{AcceptError, ConnectError, ListenError, RecvError, SendError};
 pub use link::PEER_CHECK_INTERVAL;
 pub use typed::{TypedChannel, TypedError};
 
 use self::core::Core;
 use crate::contract::ContractId;
-use link::{Deadline, LinkOps};
+use link::Deadline;
 pub(crate) use transport::Link;
 
 /// How messages travel. See the [module docs](self) for what each uses.
