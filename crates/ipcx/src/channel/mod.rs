@@ -27,7 +27,7 @@
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // Process A
-//! let listener = Channel::builder("sensors", Transport::Shm).listen()?;
+//! let mut listener = Channel::builder("sensors", Transport::Shm).listen()?;
 //! let mut a = listener.accept()?;
 //! // Process B
 //! let mut b = Channel::builder("sensors", Transport::Shm).connect()?;
