@@ -164,7 +164,11 @@ pub(crate) fn connect(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Connect
     let mapping = memfd
         .map_with(MapOptions::new(Access::ReadWrite).length(layout.total_size()))
         .map_err(|e| match e {
-            e @ (MapError::Empty | MapError::TooSmall { .. }) => handshake(e),
+            e @ (MapError::Empty
+            | MapError::TooSmall { .. }
+            | MapError::TooLarge { .. }
+            | MapError::FdAccess(_)
+            | MapError::Sealed(_)) => handshake(e),
             e => ConnectError::os("mapping the shm memfd", e),
         })?;
     drop(memfd);
