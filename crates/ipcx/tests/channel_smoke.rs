@@ -52,3 +52,7 @@ fn pipe() {
 fn fifo() {
     round_trip(Transport::Fifo);
 }
+#[test]
+fn shm() {
+    round_trip(Transport::Shm);
+}
