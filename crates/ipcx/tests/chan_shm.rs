@@ -279,7 +279,8 @@ fn forged_memfd(len: usize, bytes: &[u8], seal: bool) -> Memfd {
 fn fake_accept(listener: &UdsListener, forgery: Forgery) {
     let s = listener.accept_timeout(LONG).unwrap();
     let (header, payload) = read_frame(&s);
-    let acceptor = Acceptor::new(Hello::new(ContractId::bytes(), "shm", MAX as u32)).unwrap();
+    let acceptor =
+        Acceptor::new(Hello::new(ipcx::channel::raw_contract(), "shm", MAX as u32)).unwrap();
     let (reply, _) = acceptor.on_hello(&header, &payload).unwrap().accept();
     s.send_all(&reply, LONG).unwrap();
     // A plausible size (the default layout for MAX is two 512 KiB rings) and header.
