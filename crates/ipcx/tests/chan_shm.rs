@@ -9,7 +9,7 @@ use ipcx::sys::mapping::Access;
 use ipcx::sys::memfd::{Memfd, Seals};
 use ipcx::sys::uds::{BindOptions, UdsAddr, UdsListener, UdsStream};
 use ipcx::sys::CreateMode;
-use ipcx::{Acceptor, ContractId, Hello, Namespace};
+use ipcx::{Acceptor, Hello, Namespace};
 use ipcx_shm::segment::{encode_header, INIT_READY};
 use ipcx_shm::{SegmentInfo, SegmentKind};
 use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name};
