@@ -29,8 +29,8 @@ pub struct BenchArgs {
     /// (`shm.*`), the channel entries (`chan.*`) nor the targets they are held to.
     #[arg(long)]
     pub raw: bool,
-    /// Shorter measurements: the whole run, floors, shm and chan entries, takes about a
-    /// minute and a half.
+    /// Shorter measurements: the whole run (floors, shm and chan entries) takes about a
+    /// minute.
     #[arg(long)]
     pub quick: bool,
     /// Message sizes in bytes, comma separated, for every entry. Default: 64,4096,65536,1048576
