@@ -26,17 +26,25 @@ pub enum Command {
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     /// Measure only the raw floors of the OS primitives (`floor.*`), not the shm entries
-    /// (`shm.*`) nor the targets they are held to.
+    /// (`shm.*`), the channel entries (`chan.*`) nor the targets they are held to.
     #[arg(long)]
     pub raw: bool,
-    /// Shorter measurements: the whole run, floors and shm entries, takes about a minute.
+    /// Shorter measurements: the whole run (floors, shm and chan entries) takes about a
+    /// minute.
     #[arg(long)]
     pub quick: bool,
     /// Message sizes in bytes, comma separated, for every entry. Default: 64,4096,65536,1048576
     /// for the floors, 8,64,4096,65536,1048576 for the shm latency entries, 64,4096 for
-    /// shm.throughput.
+    /// shm.throughput and the chan.* entries (whose throughput is measured at 64 B only).
+    /// Sizes a channel cannot carry are skipped with the reason.
     #[arg(long, value_delimiter = ',', value_name = "SIZES")]
     pub sizes: Option<Vec<usize>>,
+    /// Only run the entries of these transports, comma separated (shm, uds-stream,
+    /// uds-seqpacket, pipe, fifo, posix-mq, sysv-msg, tcp): their `chan.<transport>` entries
+    /// and their floors (`floor.<transport>`; the `shm.*` entries for shm). Floors of
+    /// primitives that are no transport (futex, eventfd, ...) are left out.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub transport: Vec<String>,
     /// Only run entries whose name contains one of these (comma separated), e.g. `futex,pipe`.
     #[arg(long, value_delimiter = ',')]
     pub filter: Vec<String>,

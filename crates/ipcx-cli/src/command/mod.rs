@@ -3,7 +3,22 @@
 mod bench;
 mod doctor;
 
+use std::fmt;
+
 use crate::cli::{Cli, Command};
+
+/// A mistake in the command line that clap's parsing cannot see (e.g. an unknown transport
+/// name): `main` prints it like any error but exits with code 2, as clap does for usage errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@
 //! (one clock read per round trip: consecutive reads delimit the samples). Throughput: the
 //! peer sends a burst, the bench receives and starts its clock after the first tenth; a
 //! short burst first estimates the rate, the measured burst fills the throughput budget.
-//! Entries measured for latency only ([`Floor::measures_throughput`]) skip the throughput.
+//! Entries measured for latency only ([`Floor::throughput_at`]) skip the throughput.
 
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ const MIN_SAMPLES: u64 = 100;
 const MAX_SAMPLES: u64 = 2_000_000;
 const MIN_MESSAGES: u64 = 100;
 const MAX_MESSAGES: u64 = 10_000_000;
+/// How much a too short throughput probe grows at each step, and how many steps at most.
+const PROBE_GROWTH: u64 = 8;
+const PROBE_STEPS: u32 = 3;
 
 /// How long to measure each entry.
 #[derive(Debug, Clone)]
@@ -64,6 +67,12 @@ impl Plan {
     fn messages_probe(&self, rtt_ns: u64) -> u64 {
         self.fixed
             .unwrap_or_else(|| fit(self.throughput / 10, rtt_ns / 2, MIN_MESSAGES, MAX_MESSAGES))
+    }
+
+    /// Whether a probe of `messages` at `rate` lasted too little to be trusted: under a
+    /// quarter of the probe's budget (a tenth of the throughput budget). Never with `fixed`.
+    fn probe_is_short(&self, messages: u64, rate: f64) -> bool {
+        self.fixed.is_none() && (messages as f64 / rate) < (self.throughput / 40).as_secs_f64()
     }
 
     /// Messages of the measured burst: the budget at the probe's rate (or at one message
@@ -125,16 +134,32 @@ pub fn measure(
     let latency = stats::one_way(&mut run.rtts).context("no round trip measured")?;
 
     let msgs_per_s =
-        if floor.measures_throughput() { throughput(&mut run, plan, rtt)? } else { None };
+        if floor.throughput_at(size) { throughput(&mut run, plan, rtt)? } else { None };
     run.peer.finish()?;
     Ok(Measured { latency, msgs_per_s })
 }
 
 /// One-direction messages per second: a short burst sized from the round trip warms the
 /// path up and estimates the rate; the measured burst is sized from that rate.
+///
+/// A burst that fits whole in the channel's buffers is sent before the receiver starts its
+/// clock and then drained at memory speed (a framed stream reads many messages per system
+/// call), so its rate can be far above the sender's: a probe that took less than
+/// [`Plan::probe_is_short`] grows ([`PROBE_GROWTH`]-fold, [`PROBE_STEPS`] times at most)
+/// until it lasts long enough to be paced by the sender.
 fn throughput(run: &mut Run, plan: &Plan, rtt: u64) -> Result<Option<f64>> {
-    let probe = plan.messages_probe(rtt);
-    let probe_rate = run.throughput(probe, limit(probe, rtt)).context("throughput probe")?;
+    let mut probe = plan.messages_probe(rtt);
+    let mut probe_rate = run.throughput(probe, limit(probe, rtt)).context("throughput probe")?;
+    for _ in 0..PROBE_STEPS {
+        match probe_rate {
+            Some(rate) if plan.probe_is_short(probe, rate) && probe < MAX_MESSAGES => {
+                probe = probe.saturating_mul(PROBE_GROWTH).min(MAX_MESSAGES);
+                probe_rate =
+                    run.throughput(probe, limit(probe, rtt)).context("throughput probe")?;
+            }
+            _ => break,
+        }
+    }
     let messages = plan.messages(rtt, probe_rate);
     run.throughput(messages, limit(messages, rtt)).context("throughput")
 }
@@ -204,6 +229,9 @@ mod tests {
         assert_eq!(quick.messages(10_000, Some(1e6)), 200_000);
         let fixed = Plan::new(true, Some(300));
         assert_eq!((fixed.samples(10_000), fixed.messages(10_000, Some(1e6))), (300, 300));
+        // 4000 messages at 1 M/s last 4 ms, under a quarter of the 20 ms probe budget.
+        assert!(quick.probe_is_short(4_000, 1e6) && !quick.probe_is_short(6_000, 1e6));
+        assert!(!fixed.probe_is_short(1, 1e9));
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! `ipcx bench`: latency and throughput between two processes pinned to different CPUs.
 //!
 //! `--raw` runs the floors of the OS primitives (`floor.*`, see [`floors`]); without it the
-//! same run also measures the ipcx shared-memory entries (`shm.*`, see [`shm`]) and checks
-//! their performance targets against the floors of that run ([`targets`]). Each entry runs
+//! same run also measures the ipcx shared-memory entries (`shm.*`, see [`shm`]) and the
+//! channel API over each transport (`chan.*`, see [`chan`]), and checks their performance
+//! targets against the floors of that run ([`targets`]). `--transport` keeps the entries of
+//! the transports it lists ([`chan::transport_of`]). Each entry runs
 //! in a fresh peer process (this binary as `ipcx __bench-peer`, see [`peer`]); [`harness`]
 //! drives the measurement, [`stats`] and [`report`] turn it into the table on stdout and
 //! the `--json` file. Progress goes to stderr when it is a terminal.
 
+mod chan;
 mod control;
 mod floors;
 mod harness;
@@ -20,10 +23,12 @@ use std::io::IsTerminal;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ipcx::channel::Transport;
 
 use self::floors::{Entry, Floor};
 use self::harness::Plan;
 use self::report::{Failed, Report, Row, Skipped};
+use super::UsageError;
 use crate::cli::{BenchArgs, BenchPeerArgs};
 
 /// Largest message size `--sizes` accepts (64 MiB).
@@ -36,12 +41,16 @@ const NOT_WIRED: &str = "not yet wired";
 /// Runs `ipcx bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     let sizes = args.sizes.as_deref().map(check_sizes).transpose()?;
+    let transports = check_transports(&args.transport)?;
     let all: Vec<Entry> = if args.raw {
         floors::ALL.to_vec()
     } else {
-        floors::ALL.iter().chain(shm::ALL).copied().collect()
+        floors::ALL.iter().chain(shm::ALL).chain(chan::ALL).copied().collect()
     };
-    let entries = select(&all, &args.filter)?;
+    let mut entries = select(&all, &args.filter)?;
+    if let Some(transports) = &transports {
+        entries.retain(|e| chan::transport_of(e.name()).is_some_and(|t| transports.contains(&t)));
+    }
     if args.samples == Some(0) {
         bail!("--samples must be at least 1");
     }
@@ -105,7 +114,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "latency is one-way (round trip / 2); msgs/s and MB/s in one direction, at the receiver"
     );
     print!("{}", report.table());
-    let ratios = (!args.raw).then(|| targets::evaluate(&report));
+    let ratios = (!args.raw).then(|| {
+        let mut ratios = targets::evaluate(&report);
+        if let Some(transports) = &transports {
+            ratios.retain(|r| r.transport.is_none_or(|t| transports.contains(&t)));
+        }
+        ratios
+    });
     if let Some(ratios) = &ratios {
         print!("{}", targets::table(ratios));
     }
@@ -146,6 +161,23 @@ fn check_sizes(sizes: &[usize]) -> Result<Vec<usize>> {
         bail!("--sizes is empty; give sizes in bytes, e.g. --sizes 64,4096");
     }
     Ok(out)
+}
+
+/// The transports `--transport` lists (`None` when not given), deduplicated in order. An
+/// unknown name is a usage error naming the valid ones.
+fn check_transports(names: &[String]) -> Result<Option<Vec<Transport>>> {
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let t: Transport =
+            name.trim().parse().map_err(|e| UsageError(format!("--transport: {e}")))?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// The entries whose name contains one of the `filter` words (all when there is none);
@@ -233,6 +265,18 @@ mod tests {
         assert!(check_sizes(&[0]).unwrap_err().to_string().contains("from 1 to"));
         assert!(check_sizes(&[MAX_SIZE + 1]).is_err());
         assert!(check_sizes(&[]).is_err());
+    }
+
+    #[test]
+    fn transports_are_parsed_and_unknown_names_are_usage_errors() {
+        let list = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_transports(&[]).unwrap(), None);
+        let got = check_transports(&list(&["pipe", "shm", "pipe"])).unwrap();
+        assert_eq!(got, Some(vec![Transport::Pipe, Transport::Shm]));
+        let err = check_transports(&list(&["pipe", "nope"])).unwrap_err();
+        assert!(err.downcast_ref::<UsageError>().is_some());
+        let text = err.to_string();
+        assert!(text.starts_with("--transport: ") && text.contains("sysv-msg"), "{text}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The performance targets of the shm entries (docs/DESIGN.md), as ratios between rows of
-//! the same run, so a noisy machine moves both sides of each ratio alike.
+//! The performance targets of the shm and chan entries (docs/DESIGN.md), as ratios between
+//! rows of the same run, so a noisy machine moves both sides of each ratio alike.
 //!
 //! | ratio | target |
 //! |---|---|
@@ -7,6 +7,11 @@
 //! | `shm.spin` 1 MiB p50 / `shm.spin` 64 B p50 | ≤ 1.1 (within 10%) |
 //! | `shm.block` 64 B p50 / `floor.futex` p50 | ≤ 1.15 |
 //! | `shm.throughput` 64 B msgs/s | ≥ 15 M |
+//! | `chan.shm` 64 B p50 / `shm.block` 64 B p50 | ≤ 1.10 |
+//! | `chan.<t>` 64 B p50 / `floor.<t>` 64 B p50, for the seven other transports | ≤ 1.10 |
+//!
+//! The channel API may cost at most 10% over the primitive it runs on: the frame header and
+//! the sequence number, not a second copy or a second system call per message.
 //!
 //! A target whose rows were not measured (filtered out, other `--sizes`, failed) has no
 //! value and does not pass. JSON: `"ratios":[{"name","value","target","pass"}]` next to the
@@ -14,6 +19,7 @@
 
 use std::fmt::Write as _;
 
+use ipcx::channel::Transport;
 use serde::Serialize;
 
 use super::report::{Report, Row};
@@ -29,6 +35,9 @@ pub struct Ratio {
     pub target: f64,
     /// Whether the value was measured and meets the target.
     pub pass: bool,
+    /// The transport the target is about (`--transport` hides the others' targets).
+    #[serde(skip)]
+    pub transport: Option<Transport>,
     /// Whether the target is a ceiling (≤) or a floor (≥).
     #[serde(skip)]
     bound: Bound,
@@ -50,7 +59,32 @@ const LARGE: usize = 1 << 20;
 /// A quantity taken from the report, or the rows that were missing for it.
 type Measure = Result<f64, Vec<String>>;
 
-/// The four targets, evaluated on `report`.
+/// Most a `chan.*` entry's 64 B p50 may be over its floor's.
+const CHAN_OVER_FLOOR: f64 = 1.10;
+
+/// The `chan.*` targets: (transport, chan entry, the row it is held to, ratio name).
+macro_rules! chan_targets {
+    ($($t:ident $name:literal over $floor:literal),* $(,)?) => {
+        &[$((
+            Transport::$t,
+            concat!("chan.", $name),
+            $floor,
+            concat!("chan.", $name, " 64 B p50 / ", $floor, " 64 B p50"),
+        )),*]
+    };
+}
+static CHAN_TARGETS: &[(Transport, &str, &str, &str)] = chan_targets![
+    Shm "shm" over "shm.block",
+    UdsStream "uds-stream" over "floor.uds-stream",
+    UdsSeqpacket "uds-seqpacket" over "floor.uds-seqpacket",
+    Pipe "pipe" over "floor.pipe",
+    Fifo "fifo" over "floor.fifo",
+    PosixMq "posix-mq" over "floor.posix-mq",
+    SysvMsg "sysv-msg" over "floor.sysv-msg",
+    Tcp "tcp" over "floor.tcp",
+];
+
+/// Every target, evaluated on `report`: the four of the shm entries, then one per chan entry.
 pub fn evaluate(report: &Report) -> Vec<Ratio> {
     let get = |name: &str, size: usize, pick: fn(&Row) -> Option<f64>| -> Measure {
         report
@@ -62,32 +96,42 @@ pub fn evaluate(report: &Report) -> Vec<Ratio> {
     };
     let p50 = |name, size| get(name, size, |r| Some(r.p50_ns as f64));
     let rate = |name, size| get(name, size, |r| r.msgs_per_s);
-    vec![
+    let shm = Some(Transport::Shm);
+    let mut ratios = vec![
         Ratio::new(
+            shm,
             "shm.spin 64 B p50 / floor.spin 64 B p50",
             over(p50("shm.spin", SMALL), p50("floor.spin", SMALL)),
             Bound::AtMost,
             1.5,
         ),
         Ratio::new(
+            shm,
             "shm.spin 1 MiB p50 / shm.spin 64 B p50",
             over(p50("shm.spin", LARGE), p50("shm.spin", SMALL)),
             Bound::AtMost,
             1.1,
         ),
         Ratio::new(
+            shm,
             "shm.block 64 B p50 / floor.futex p50",
             over(p50("shm.block", SMALL), p50("floor.futex", 0)),
             Bound::AtMost,
             1.15,
         ),
         Ratio::new(
+            shm,
             "shm.throughput 64 B msgs/s",
             rate("shm.throughput", SMALL),
             Bound::AtLeast,
             15e6,
         ),
-    ]
+    ];
+    ratios.extend(CHAN_TARGETS.iter().map(|&(t, chan, floor, name)| {
+        let value = over(p50(chan, SMALL), p50(floor, SMALL));
+        Ratio::new(Some(t), name, value, Bound::AtMost, CHAN_OVER_FLOOR)
+    }));
+    ratios
 }
 
 /// `a / b`, or every row either side is missing.
@@ -99,7 +143,13 @@ fn over(a: Measure, b: Measure) -> Measure {
 }
 
 impl Ratio {
-    fn new(name: &'static str, measured: Measure, bound: Bound, target: f64) -> Ratio {
+    fn new(
+        transport: Option<Transport>,
+        name: &'static str,
+        measured: Measure,
+        bound: Bound,
+        target: f64,
+    ) -> Ratio {
         let (value, missing) = match measured {
             Ok(v) => (Some(v), Vec::new()),
             Err(missing) => (None, missing),
@@ -108,7 +158,7 @@ impl Ratio {
             Bound::AtMost => v <= target,
             Bound::AtLeast => v >= target,
         });
-        Ratio { name, value, target, pass, bound, missing }
+        Ratio { name, value, target, pass, transport, bound, missing }
     }
 }
 
@@ -182,16 +232,31 @@ mod tests {
                 row("shm.spin", 64, 260, None),
                 row("shm.spin", 1 << 20, 300, None),
                 row("shm.throughput", 64, 250, Some(18e6)),
+                row("floor.pipe", 64, 4000, Some(1e5)),
+                row("chan.pipe", 64, 4200, Some(1e5)),
+                row("floor.tcp", 64, 9000, Some(1e5)),
+                row("chan.tcp", 64, 10000, Some(1e5)),
             ],
             ..Report::default()
         };
         let r = evaluate(&report);
-        assert_eq!(r.len(), 4);
+        assert_eq!(r.len(), 4 + Transport::ALL.len());
         assert!((r[0].value.unwrap() - 1.3).abs() < 1e-9 && r[0].pass);
         assert!(r[1].value.unwrap() > 1.1 && !r[1].pass);
         assert_eq!((r[2].value, r[2].pass), (None, false));
         assert_eq!(r[2].missing, ["shm.block 64 B"]);
         assert_eq!((r[3].value, r[3].pass), (Some(18e6), true));
+        let find = |name: &str| r.iter().find(|x| x.name == name).unwrap();
+        let pipe = find("chan.pipe 64 B p50 / floor.pipe 64 B p50");
+        assert!((pipe.value.unwrap() - 1.05).abs() < 1e-9 && pipe.pass);
+        assert_eq!(pipe.transport, Some(Transport::Pipe));
+        let tcp = find("chan.tcp 64 B p50 / floor.tcp 64 B p50");
+        assert!(tcp.value.unwrap() > 1.1 && !tcp.pass);
+        let shm = find("chan.shm 64 B p50 / shm.block 64 B p50");
+        assert_eq!(shm.missing, ["chan.shm 64 B", "shm.block 64 B"]);
+        for t in Transport::ALL {
+            assert!(r.iter().any(|x| x.name.starts_with(&format!("chan.{t} 64 B"))), "{t}");
+        }
 
         let text = table(&r);
         assert!(text.contains("1.30  ≤ 1.50    PASS"), "{text}");
@@ -200,7 +265,7 @@ mod tests {
         assert!(text.contains("18.0 M  ≥ 15.0 M  PASS"), "{text}");
 
         let v: serde_json::Value = serde_json::from_str(&json(&report, &r)).unwrap();
-        assert_eq!(v["results"].as_array().unwrap().len(), 5);
+        assert_eq!(v["results"].as_array().unwrap().len(), 9);
         let third = &v["ratios"][2];
         let mut keys: Vec<&str> = third.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();

@@ -156,24 +156,31 @@ impl Entry {
     }
 }
 
-/// The entry with this name (a floor or a [`shm`](super::shm) entry), if it can be measured.
+/// The entry with this name (a floor, a [`shm`](super::shm) or a [`chan`](super::chan)
+/// entry), if it can be measured.
 pub fn find(name: &str) -> Option<&'static dyn Floor> {
-    ALL.iter().chain(super::shm::ALL).find_map(|e| match e {
+    ALL.iter().chain(super::shm::ALL).chain(super::chan::ALL).find_map(|e| match e {
         Entry::Ready(f) if f.name() == name => Some(*f),
         _ => None,
     })
 }
 
-/// One OS primitive (or, for `shm.*` entries, one ipcx transport) measured between two
-/// processes.
+/// One OS primitive (or, for `shm.*` and `chan.*` entries, one ipcx layer) measured between
+/// two processes.
 pub trait Floor: Sync {
-    /// The entry name: `floor.<primitive>`, or `shm.<mode>` for the shm entries.
+    /// The entry name: `floor.<primitive>`, `shm.<mode>` or `chan.<transport>`.
     fn name(&self) -> &'static str;
 
     /// Whether the harness measures a one-direction rate after the round trips (`msgs/s`);
     /// entries measured for latency only say no.
     fn measures_throughput(&self) -> bool {
         true
+    }
+
+    /// Whether the throughput is measured at `size` (default: at every size when
+    /// [`Floor::measures_throughput`]).
+    fn throughput_at(&self, _size: usize) -> bool {
+        self.measures_throughput()
     }
 
     /// The message sizes measured when `--sizes` is not given.
