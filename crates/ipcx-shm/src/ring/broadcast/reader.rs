@@ -225,8 +225,8 @@ impl<R: Region> Reader<R> {
         let missed = s.tail_seq - self.seq;
         (self.pos, self.seq, self.write_cache) = (s.tail, s.tail_seq, s.write);
         let slot = self.ring.slot(self.index);
-        // SYNC: space released
-        slot.cursor.store(self.pos, Ordering::Release);
+        // Relaxed: only DropOldest gets here, and its writer never reads reader cursors.
+        slot.cursor.store(self.pos, Ordering::Relaxed);
         if missed == 0 {
             return Ok(());
         }
