@@ -97,7 +97,7 @@ fn a_reader_leaving_with_a_record_unreleased_is_not_overwritten_under_it() {
         let t = thread::spawn(move || {
             let rec = a.peek().unwrap().expect("record 0");
             assert!(rec.bytes().iter().all(|&x| x == 0), "torn record");
-            drop(rec);
+            // Not released: `a` leaves with record 0 still its next record.
             drop(a);
         });
         // Record 2 pads the end and wraps over record 0.
