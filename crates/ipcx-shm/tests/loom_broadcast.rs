@@ -187,3 +187,67 @@ fn joining_reader_is_never_overrun() {
         t.join().unwrap();
     });
 }
+
+/// DropOldest: a reader still at position 0 when the writer laps it twice. The ring holds
+/// records 0..=3 (16 + 16 + 120 + 104 bytes); the writer then sends records 4 and 5 (16
+/// bytes each), each overwriting the oldest record: per record a snapshot update for the
+/// new `tail`, the `tail` store, then the commit and its update. So while the reader reads
+/// one snapshot copy, the writer can finish the update to the other copy and refill this
+/// one with a different `tail`. The reader runs after the writer on loom's first schedule,
+/// with nothing but its own loads to learn what happened. Checks `SYNC: tail after its
+/// copy` (the `tail` load in `overwritten`) and the seqlock fences around the snapshot
+/// copy: a torn snapshot miscounts the lag, an old one is `Corrupt`.
+#[test]
+fn drop_oldest_reader_lapped_during_two_snapshot_updates() {
+    const LENS: [usize; 6] = [8, 8, 112, 96, 8, 8];
+    model(|| {
+        let region = ring(Policy::DropOldest);
+        let r = Reader::attach(region.clone(), 0).unwrap();
+        let mut w = writer(&region);
+        for (i, &len) in LENS.iter().enumerate().take(4) {
+            w.try_send(vec![i as u8; len]).unwrap();
+        }
+        let t = thread::spawn(move || {
+            let mut r = r;
+            let (mut next, mut idle, mut buf) = (0, 0, Vec::new());
+            while next < LENS.len() && idle < 2 {
+                match r.try_recv(&mut buf) {
+                    Ok(Some(len)) => {
+                        assert_eq!(len, LENS[next], "record {next}");
+                        assert!(
+                            buf.iter().all(|&b| usize::from(b) == next),
+                            "torn or out of order"
+                        );
+                        next += 1;
+                    }
+                    Ok(None) => {
+                        idle += 1;
+                        thread::yield_now();
+                    }
+                    Err(RecvError::Lagged(k)) => next += k as usize,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (r, next)
+        });
+        for (i, &len) in LENS.iter().enumerate().skip(4) {
+            w.try_send(vec![i as u8; len]).unwrap();
+        }
+        let (mut r, mut next) = t.join().unwrap();
+        let mut buf = Vec::new();
+        while next < LENS.len() {
+            match r.try_recv(&mut buf) {
+                Ok(Some(len)) => {
+                    assert_eq!(len, LENS[next], "record {next}");
+                    assert!(buf.iter().all(|&b| usize::from(b) == next), "torn or out of order");
+                    next += 1;
+                }
+                Ok(None) => panic!("records {next}.. missing"),
+                Err(RecvError::Lagged(k)) => next += k as usize,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(next, LENS.len(), "lag counted records that were never written");
+        assert_eq!(r.try_recv(&mut buf), Ok(None));
+    });
+}

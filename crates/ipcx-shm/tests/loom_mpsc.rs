@@ -199,3 +199,95 @@ fn abandoned_model(die: fn(&mut Producer<Region>)) {
         assert_eq!((s.published, s.abandoned, s.queued_bytes), (4, 1, 0));
     });
 }
+
+/// Pops the next record, which must be ready, and checks it is record `i` of producer `k`.
+fn pop_ready(c: &mut Consumer<Region>, k: u8, i: u8, len: usize) {
+    let rec = c.peek().unwrap().expect("a committed record");
+    assert_eq!(check(rec.bytes(), len, &mut [0, 0], &[vec![i], vec![i]]), (k, i));
+    rec.release();
+}
+
+/// A producer attaching to a live ring while another producer claims and the consumer
+/// releases: the `read` it starts from (`Ring::positions`, both loads) must carry the
+/// consumer's release with it, or it writes over a record the consumer is still reading.
+///
+/// The ring (64 bytes) starts full with records (0, 0) and (0, 1), 32 bytes each. The
+/// consumer pops both; producer 0 claims the space of the first once it is released;
+/// producer 1 attaches meanwhile and claims if its view of `read` says there is room.
+/// Its first `read` load may return the newest `read` (then it must acquire it) or an old
+/// one while `claim` is already a lap ahead of it (then the second load must acquire).
+#[test]
+fn a_producer_attaching_to_a_live_ring_sees_the_released_space() {
+    const LEN: usize = 24;
+    static CLAIMED_BY_NEWCOMER: StdAtomic = StdAtomic::new(0);
+    loom::model(|| {
+        let region = new_ring(64);
+        let mut c = Consumer::attach(region.clone(), 0).unwrap();
+        let mut p0 = Producer::attach(region.clone(), 0).unwrap();
+        push(&mut p0, 0, 0, LEN);
+        push(&mut p0, 0, 1, LEN);
+        let try_push = |p: &mut Producer<Region>, k: u8| match p.claim(LEN) {
+            Ok(claim) => {
+                write_and_commit(claim, k, 2);
+                true
+            }
+            Err(ClaimError::Full) => false,
+            Err(e) => panic!("{e}"),
+        };
+        let a = loom::thread::spawn(move || try_push(&mut p0, 0));
+        let r1 = region.clone();
+        let b = loom::thread::spawn(move || {
+            let mut p1 = Producer::attach(r1, 0).unwrap();
+            try_push(&mut p1, 1)
+        });
+        pop_ready(&mut c, 0, 0, LEN);
+        pop_ready(&mut c, 0, 1, LEN);
+        let (pushed_a, pushed_b) = (a.join().unwrap(), b.join().unwrap());
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        while c.pop_into(&mut buf).unwrap().is_some() {
+            assert!(buf[2..].iter().all(|&x| x == buf[0] * 16 + 2), "torn record");
+            got.push(buf[0]);
+        }
+        assert_eq!(got.len(), usize::from(pushed_a) + usize::from(pushed_b));
+        if pushed_b {
+            CLAIMED_BY_NEWCOMER.fetch_add(1, StdOrdering::Relaxed);
+        }
+    });
+    assert!(CLAIMED_BY_NEWCOMER.load(StdOrdering::Relaxed) > 0, "the newcomer never claimed");
+}
+
+/// A claim dropped after its payload was written becomes a `SKIP` record, which the
+/// consumer scrubs (plain stores over the payload bytes) and releases. The `SKIP` header's
+/// Release is what orders the payload writes before that scrub; under loom the scrub
+/// reports its stores to the payload cells, so without it loom sees the race.
+#[test]
+fn a_claim_dropped_after_writing_is_skipped() {
+    loom::model(|| {
+        let region = new_ring(64);
+        let opts = ConsumerOptions::new().commit_timeout(Duration::from_secs(3600));
+        let mut c = Consumer::attach_with(region.clone(), 0, opts).unwrap();
+        let mut p = Producer::attach(region.clone(), 0).unwrap();
+        let t = loom::thread::spawn(move || {
+            let mut claim = p.claim(16).unwrap();
+            claim.bytes().fill(0xee);
+            drop(claim);
+            push(&mut p, 0, 0, 8);
+        });
+        let mut got = Vec::new();
+        let mut buf = Vec::new();
+        for _ in 0..2 {
+            match c.pop_into(&mut buf).unwrap() {
+                Some(_) => got.push((buf[0], buf[1])),
+                None => loom::thread::yield_now(),
+            }
+        }
+        t.join().unwrap();
+        while c.pop_into(&mut buf).unwrap().is_some() {
+            got.push((buf[0], buf[1]));
+        }
+        assert_eq!(got, vec![(0, 0)]);
+        let s = c.stats();
+        assert_eq!((s.published, s.consumed, s.abandoned, s.queued_bytes), (1, 1, 0, 0));
+    });
+}

@@ -347,9 +347,11 @@ impl<R: Region> Ring<R> {
         }
     }
 
-    /// Under loom, words are shadow atomics.
+    /// Under loom, words are shadow atomics; the real plain stores overwrite payload bytes,
+    /// so they are reported as payload writes too (ordered after the writes they replace).
     #[cfg(loom)]
     fn fill(&self, off: u64, words: u64, word: u64) {
+        self.track(off, words * record::HEADER, true);
         for i in 0..words {
             self.header(off + i * record::HEADER).store(word, Ordering::Relaxed);
         }

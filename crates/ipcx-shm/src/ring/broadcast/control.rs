@@ -157,7 +157,7 @@ pub(super) struct Ring<R: Region> {
     pub(super) max_payload: u64,
     pub(super) policy: Policy,
     #[cfg(loom)]
-    shadow: std::sync::Arc<Vec<AtomicU64>>,
+    shadow: std::sync::Arc<shadow::Shadow>,
 }
 
 impl<R: Region> Ring<R> {
@@ -244,7 +244,22 @@ impl<R: Region> Ring<R> {
     /// The 8-byte word at data offset `off`: its loom stand-in.
     #[cfg(loom)]
     pub(super) fn word(&self, off: u64) -> &Word {
-        &self.shadow[(off / 8) as usize]
+        &self.shadow.words[(off / 8) as usize]
+    }
+
+    /// Under loom: reports a plain write (`write`) or read of the payload bytes at data
+    /// offset `off` (Block/Fail, where payloads are plain memory), so loom checks they are
+    /// ordered against the other side's accesses.
+    #[cfg(loom)]
+    pub(super) fn track(&self, off: u64, len: u64, write: bool) {
+        for w in off / 8..(off + len).div_ceil(8) {
+            let cell = &self.shadow.cells[w as usize];
+            if write {
+                cell.with_mut(|_| ());
+            } else {
+                cell.with(|_| ());
+            }
+        }
     }
 
     /// Address of data offset `off` (not dereferenced here; callers bound-check).
@@ -351,20 +366,38 @@ impl Backoff {
 /// loom cannot overlay its atomics on raw bytes, and without them it cannot see that a
 /// reader's header or payload load synchronises with the writer's fences (the DropOldest
 /// seqlock). Under the model the data area's words therefore live here, created by `init`
-/// and found by `attach` through the data area's address.
+/// and found by `attach` through the data area's address, with a loom cell per word through
+/// which plain payload writes and reads (Block, Fail) are reported.
 #[cfg(loom)]
 pub(super) mod shadow {
     use std::sync::{Arc, Mutex};
 
     use crate::sync::AtomicU64;
 
-    type Words = Arc<Vec<AtomicU64>>;
+    /// The data area of one ring, word by word.
+    pub(in super::super) struct Shadow {
+        /// Each word's value (headers; DropOldest payloads).
+        pub(in super::super) words: Vec<AtomicU64>,
+        /// Each word's plain payload accesses (Block, Fail).
+        pub(in super::super) cells: Vec<loom::cell::UnsafeCell<()>>,
+    }
+
+    // SAFETY: the cells hold `()`: no data to race on; they only report accesses to loom,
+    // which checks them. The words are atomics.
+    unsafe impl Sync for Shadow {}
+    // SAFETY: as above.
+    unsafe impl Send for Shadow {}
+
+    type Words = Arc<Shadow>;
 
     static TABLE: Mutex<Vec<(usize, Words)>> = Mutex::new(Vec::new());
 
     /// Fresh words for the data area at `addr` (replacing an earlier model's).
     pub(in super::super) fn create(addr: usize, words: usize) {
-        let fresh: Words = Arc::new((0..words).map(|_| AtomicU64::new(0)).collect());
+        let fresh: Words = Arc::new(Shadow {
+            words: (0..words).map(|_| AtomicU64::new(0)).collect(),
+            cells: (0..words).map(|_| loom::cell::UnsafeCell::new(())).collect(),
+        });
         let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
         table.retain(|(a, _)| *a != addr);
         if table.len() >= 16 {

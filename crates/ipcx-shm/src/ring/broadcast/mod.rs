@@ -104,6 +104,10 @@ use std::ptr::NonNull;
 use thiserror::Error;
 
 pub use control::BroadcastControl;
+/// Test support under loom: which process each model thread is, and which are alive.
+#[cfg(loom)]
+#[doc(hidden)]
+pub use owner::model as loom_processes;
 pub use reader::{Peeked, Reader, RecvError};
 pub use writer::{Claim, SendError, Writer, DEFAULT_LIVENESS_INTERVAL};
 

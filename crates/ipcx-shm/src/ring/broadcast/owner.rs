@@ -48,6 +48,10 @@ static CURRENT: Mutex<Option<Identity>> = Mutex::new(None);
 impl Identity {
     /// This process's identity (cached; recomputed after a fork changes the pid).
     pub(super) fn current() -> Identity {
+        #[cfg(loom)]
+        if let Some(id) = model::current() {
+            return id;
+        }
         if cfg!(miri) {
             // Miri's isolation forbids /proc; an identity nobody can judge.
             return Identity { pid: 1, start_time: 0, pid_ns: 0 };
@@ -71,6 +75,10 @@ impl Identity {
 
 /// Judges the owner recorded as (`pid`, `start_time`, `pid_ns`) from this process.
 pub(super) fn judge(pid: u32, start_time: u64, pid_ns: u64) -> Verdict {
+    #[cfg(loom)]
+    if let Some(verdict) = model::judge(pid, start_time, pid_ns) {
+        return verdict;
+    }
     let me = Identity::current();
     if pid == 0 || pid_ns == 0 || me.pid_ns == 0 || pid_ns != me.pid_ns {
         return Verdict::Unknown;
@@ -117,6 +125,57 @@ fn own_pid_ns() -> Option<u64> {
     let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
     let text = link.to_str()?;
     text.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Under loom every model thread is the same process and `/proc` says nothing about the
+/// model: a model declares which process each of its threads is and which processes are
+/// alive, and the judge rules by the same logic from that table. Without a declaration the
+/// real `/proc` answers, as outside loom.
+#[cfg(loom)]
+pub mod model {
+    use std::cell::{Cell, RefCell};
+
+    use super::{Identity, Verdict};
+
+    /// The pid namespace every model process is in.
+    const NS: u64 = 1;
+
+    loom::thread_local! {
+        static ME: Cell<Option<Identity>> = Cell::new(None);
+    }
+
+    std::thread_local! {
+        // One table per test thread (loom runs a model's threads on its test's OS thread).
+        static LIVING: RefCell<Option<Vec<(u32, u64)>>> = const { RefCell::new(None) };
+    }
+
+    /// Declares the live processes, as (pid, start time); every other pid has no process.
+    /// Call at the start of each model run.
+    pub fn set_living(processes: &[(u32, u64)]) {
+        LIVING.with(|l| *l.borrow_mut() = Some(processes.to_vec()));
+    }
+
+    /// Makes the calling model thread act as process `pid`, started at `start_time`.
+    pub fn become_process(pid: u32, start_time: u64) {
+        ME.with(|me| me.set(Some(Identity { pid, start_time, pid_ns: NS })));
+    }
+
+    pub(super) fn current() -> Option<Identity> {
+        ME.with(Cell::get)
+    }
+
+    /// [`super::judge`] against the declared table, if one was declared.
+    pub(super) fn judge(pid: u32, start_time: u64, pid_ns: u64) -> Option<Verdict> {
+        let living = LIVING.with(|l| l.borrow().clone())?;
+        if pid == 0 || pid_ns != NS {
+            return Some(Verdict::Unknown);
+        }
+        Some(match living.iter().find(|&&(p, _)| p == pid) {
+            None => Verdict::Dead,
+            Some(&(_, started)) if start_time != 0 && started != start_time => Verdict::Dead,
+            Some(_) => Verdict::Alive,
+        })
+    }
 }
 
 #[cfg(all(test, not(loom)))]

@@ -225,8 +225,8 @@ impl<R: Region> Reader<R> {
         let missed = s.tail_seq - self.seq;
         (self.pos, self.seq, self.write_cache) = (s.tail, s.tail_seq, s.write);
         let slot = self.ring.slot(self.index);
-        // SYNC: space released
-        slot.cursor.store(self.pos, Ordering::Release);
+        // Relaxed: only DropOldest gets here, and its writer never reads reader cursors.
+        slot.cursor.store(self.pos, Ordering::Relaxed);
         if missed == 0 {
             return Ok(());
         }
@@ -271,6 +271,8 @@ impl<R: Region> Reader<R> {
                     continue;
                 }
             } else {
+                #[cfg(loom)]
+                self.ring.track(off, u64::from(found.len), false);
                 // SAFETY: [off, off+len) was validated to lie inside the data area and below
                 // the published write position; the writer keeps it until we release it.
                 let bytes =
@@ -334,6 +336,10 @@ impl<R: Region> Peeked<'_, R> {
     pub fn bytes(&self) -> &[u8] {
         let ring = &self.reader.ring;
         let off = (self.found.pos & (ring.cap - 1)) + record::HEADER;
+        #[cfg(loom)]
+        if ring.policy != Policy::DropOldest {
+            ring.track(off, u64::from(self.found.len), false);
+        }
         // SAFETY: [off, off+len) was validated to lie inside the data area and below the
         // published write position. Under Block/Fail the writer keeps it until we release;
         // under DropOldest it may change (documented: validate with still_valid).

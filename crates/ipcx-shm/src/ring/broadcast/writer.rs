@@ -339,6 +339,8 @@ impl<R: Region> Claim<'_, R> {
     /// [`Writer::try_send`], which writes with atomic word stores.
     pub fn bytes(&mut self) -> &mut [u8] {
         let ring = &self.writer.ring;
+        #[cfg(loom)]
+        ring.track(self.payload_offset(), u64::from(self.len), true);
         // SAFETY: [off, off+len) lies inside the data area (claim checked it fits before the
         // ring's end) and is space no reader may read until we publish it.
         unsafe { std::slice::from_raw_parts_mut(ring.at(self.payload_offset()), self.len as usize) }

@@ -263,7 +263,7 @@ impl<R: Region> Drop for Claim<'_, R> {
         let ring = &self.producer.ring;
         let claimed = record::encode(KIND_CLAIMED, self.len, self.pos, ring.cap_log2);
         let skip = record::encode(KIND_SKIP, self.len, self.pos, ring.cap_log2);
-        // SYNC: header published
+        // SYNC: header published (and orders our payload writes before the consumer's scrub)
         let _ = ring.header(self.pos).compare_exchange(
             claimed,
             skip,
