@@ -52,3 +52,11 @@ fn pipe() {
 fn fifo() {
     round_trip(Transport::Fifo);
 }
+#[test]
+fn posix_mq() {
+    round_trip(Transport::PosixMq);
+}
+#[test]
+fn sysv_msg() {
+    round_trip(Transport::SysvMsg);
+}
