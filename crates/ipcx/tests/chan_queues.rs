@@ -169,6 +169,7 @@ fn ordered_round_trip(t: Transport) {
     wait_gone(&objects);
 }
 
+/// Oversize settings and messages are refused with the limit named; waits time out.
 fn oversize_refused(t: Transport) {
     let ns = Ns::new("cq-big");
     let limit = match t {
@@ -182,6 +183,9 @@ fn oversize_refused(t: Transport) {
     let (mut ch, mut p) = connected(&ns, t, "echo");
     let max = ch.max_message();
     assert!(max <= limit);
+    assert!(matches!(ch.try_recv(), Err(RecvError::Empty)));
+    let quiet = ch.recv_timeout(Duration::from_millis(30));
+    assert!(matches!(quiet, Err(RecvError::Timeout)), "{quiet:?}");
     let e = ch.send(&vec![1u8; max + 1]).unwrap_err();
     assert!(matches!(e, SendError::TooLarge { .. }), "{e:?}");
     assert!(e.to_string().contains(&max.to_string()), "{e}");
