@@ -56,3 +56,11 @@ fn fifo() {
 fn shm() {
     round_trip(Transport::Shm);
 }
+#[test]
+fn posix_mq() {
+    round_trip(Transport::PosixMq);
+}
+#[test]
+fn sysv_msg() {
+    round_trip(Transport::SysvMsg);
+}

@@ -16,7 +16,7 @@
 //! | `pipe` | two anonymous pipes, framed | unix socket (fd passing) | `max_message` |
 //! | `fifo` | two FIFOs in the namespace directory, framed | unix socket | `max_message` |
 //! | `posix-mq` | two POSIX message queues | unix socket | `msgsize_max` |
-//! | `sysv-msg` | one System V queue, one message type per direction | unix socket | `msgmax` |
+//! | `sysv-msg` | one System V queue, one message type per direction | unix socket | `min(msgmax, msgmnb)` |
 //! | `tcp` | TCP socket (loopback unless told), framed | the same socket | `max_message` |
 //!
 //! Every wait has a blocking, a timeout and a non-blocking form, and a blocked operation ends

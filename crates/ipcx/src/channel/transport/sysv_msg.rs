@@ -1,55 +1,304 @@
-//! `sysv-msg`: one System V message queue, one message type per direction.
+//! `sysv-msg`: one private System V message queue, one message type per direction, one
+//! frame per queue message.
 //!
-//! Not implemented yet: connecting over `sysv-msg` fails with an error saying so.
+//! Setup: the listener's side creates an `IPC_PRIVATE` queue with the channel's permissions
+//! and sends its id in the setup message; the connector opens it by id and confirms. Type
+//! [`TO_CONNECTOR`] carries frames from the listener, [`TO_LISTENER`] frames from the
+//! connector; both directions share the queue's byte capacity (`msg_qbytes`).
+//!
+//! Limits: a frame is at most `min(msgmax, msgmnb)` bytes ([`limit`]): `msgmax` caps one
+//! message and a message larger than the queue's capacity (`msgmnb` at creation) could
+//! never be queued.
+//!
+//! Lifecycle: the queue has no name and no reference count, and lives until someone removes
+//! it (`IPC_RMID`), which destroys the messages in it. It must therefore be removed when the
+//! second side is done with it, and a side must not remove it under a peer that still has
+//! messages to read. The rules:
+//! - A side that is done (its link drops) posts a "bye" (a zero-length message of its own
+//!   bye type), then looks for the peer's bye, and for the end-of-file of the rendezvous
+//!   socket (a peer killed with `SIGKILL` posts no bye, but its socket closes). If the peer
+//!   is done too, it removes the queue. Of two sides finishing at once, at least the later
+//!   sees the other's bye (both post before they look), so the queue is removed at least
+//!   once; removing twice is harmless (the second removal fails and is ignored, and System V
+//!   ids are not reused at once).
+//! - A side that learns the peer is gone and has read everything it sent (see waits) removes
+//!   the queue at once, without waiting for its own drop.
+//! - During setup, the creating handle removes the queue on every early return.
+//!
+//! Waits: `msgrcv` and `msgsnd` have no timeout and cannot watch the rendezvous socket, so
+//! each link runs a watcher thread that blocks in `poll` on the rendezvous socket and on a
+//! pipe the link closes when it drops. When the peer goes away (end-of-file), the watcher
+//! takes the peer's bye, and then either removes the queue if it is empty (nothing left to
+//! read in either direction), or posts a zero-length "peer gone" message of the type we
+//! receive. Frames are never empty (they hold a 24-byte header), and messages of one type
+//! are FIFO, so a receiver gets that marker exactly after the last frame the peer sent: a
+//! blocking receive is one plain `msgrcv` (one system call on the fast path) that still ends
+//! on the peer's death, with [`LinkError::PeerGone`] reported only once nothing is left to
+//! read. A zero-length message always fits (the queue holds at most `msg_qbytes` messages,
+//! and its frames are at least 24 bytes each). A removed queue (`EIDRM`/`EINVAL`) also reads
+//! as `PeerGone`.
+//!
+//! Timed receives use the System V layer's timeout form (it retries `IPC_NOWAIT` with pauses
+//! up to 2 ms; the marker ends it as well). Sends try `IPC_NOWAIT` first (one system call);
+//! a full queue is waited on with the timeout form in slices of [`PEER_CHECK_INTERVAL`],
+//! checking the watcher's verdict between slices.
 
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ipcx_sys::pipe::{pipe, PipeReader, PipeWriter};
+use ipcx_sys::sysv_msg::{MsgKey, MsgType, RecvError, SendError, SysvMsgQueue};
 use ipcx_sys::uds::UdsStream;
+use ipcx_sys::CreateMode;
 
+use super::control::{self, recv_ready, recv_setup, send_ready, send_setup};
+use super::posix_mq::proc_limit;
 use super::{Link, Setup};
 use crate::channel::error::ConnectError;
-use crate::channel::link::{Deadline, LinkError, LinkOps};
+use crate::channel::link::{Deadline, LinkError, LinkOps, PEER_CHECK_INTERVAL};
+
+/// Message type of frames from the listener's side to the connector.
+pub(crate) const TO_CONNECTOR: i64 = 1;
+/// Message type of frames from the connector to the listener's side.
+pub(crate) const TO_LISTENER: i64 = 2;
+/// Message type of the listener's side's bye.
+const BYE_LISTENER: i64 = 3;
+/// Message type of the connector's bye.
+const BYE_CONNECTOR: i64 = 4;
+
+/// The message types one side uses.
+#[derive(Debug, Clone, Copy)]
+struct Side {
+    send: i64,
+    recv: i64,
+    bye: i64,
+    peer_bye: i64,
+}
+
+const LISTENER: Side =
+    Side { send: TO_CONNECTOR, recv: TO_LISTENER, bye: BYE_LISTENER, peer_bye: BYE_CONNECTOR };
+const CONNECTOR: Side =
+    Side { send: TO_LISTENER, recv: TO_CONNECTOR, bye: BYE_CONNECTOR, peer_bye: BYE_LISTENER };
+
+/// The largest frame on this machine: `min(msgmax, msgmnb)`.
+pub(crate) fn limit() -> Result<usize, ConnectError> {
+    let read =
+        |path| proc_limit(path).map_err(|e| ConnectError::os("reading the sysv-msg limits", e));
+    Ok(read("/proc/sys/kernel/msgmax")?.min(read("/proc/sys/kernel/msgmnb")?))
+}
+
+/// Listener side: creates the queue, sends its id, waits for the connector.
+pub(crate) fn accept(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, ConnectError> {
+    // Removed on drop (we create it) on every early return until the link owns it.
+    let queue = SysvMsgQueue::builder(MsgKey::Private)
+        .create_mode(CreateMode::CreateExclusive)
+        .permissions(setup.permissions)
+        .open()
+        .map_err(|e| ConnectError::os("creating a System V message queue", e))?;
+    send_setup(&ctl, queue.id().to_string().as_bytes(), &[])?;
+    recv_ready(&ctl, setup.deadline)?;
+    SysvLink::new(queue, ctl, LISTENER, setup.max_frame).map(Link::SysvMsg)
+}
+
+/// Connector side: opens the queue named by the setup message and confirms.
+pub(crate) fn connect(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, ConnectError> {
+    let (payload, _) = recv_setup(&ctl, 0, setup.deadline)?;
+    let id = std::str::from_utf8(&payload)
+        .ok()
+        .and_then(|s| s.parse::<i32>().ok())
+        .filter(|&id| id >= 0)
+        .ok_or_else(|| ConnectError::Handshake("sysv-msg setup does not hold a queue id".into()))?;
+    let queue = SysvMsgQueue::open_id(id)
+        .map_err(|e| ConnectError::os("opening the System V message queue", e))?;
+    let link = SysvLink::new(queue, ctl, CONNECTOR, setup.max_frame)?;
+    send_ready(&link.ctl)?;
+    Ok(Link::SysvMsg(link))
+}
+
+/// Removes queue `id` if it still exists (errors mean it is already gone, or not ours to
+/// remove, and change nothing for us).
+fn remove_queue(id: i32) {
+    if let Ok(q) = SysvMsgQueue::open_id(id) {
+        let _ = q.remove();
+    }
+}
 
 /// The data path of one `sysv-msg` connection.
 pub(crate) struct SysvLink {
-    _private: (),
+    queue: Arc<SysvMsgQueue>,
+    /// The rendezvous socket, shared with the watcher.
+    ctl: Arc<UdsStream>,
+    side: Side,
+    max_frame: usize,
+    /// Receive buffer of `max_frame` bytes.
+    rbuf: Vec<u8>,
+    /// Send buffer for frames given in several parts.
+    sbuf: Vec<u8>,
+    /// Set by the watcher once the peer is gone.
+    // SYNC: peer gone (Release in the watcher, Acquire here).
+    peer_gone: Arc<AtomicBool>,
+    /// We reported `PeerGone` and removed the queue.
+    ended: bool,
+    /// Closing it stops the watcher.
+    stop: Option<PipeWriter>,
+    watcher: Option<JoinHandle<()>>,
+}
+
+impl SysvLink {
+    /// Takes over `queue` (removing it if this fails and we created it) and starts the
+    /// watcher.
+    fn new(
+        mut queue: SysvMsgQueue,
+        ctl: UdsStream,
+        side: Side,
+        max_frame: usize,
+    ) -> Result<SysvLink, ConnectError> {
+        let (stop_r, stop_w) =
+            pipe().map_err(|e| ConnectError::os("creating the watcher's pipe", e))?;
+        let id = queue.id();
+        let creator = side.send == LISTENER.send;
+        queue.set_remove_on_drop(false);
+        let (queue, ctl) = (Arc::new(queue), Arc::new(ctl));
+        let peer_gone = Arc::new(AtomicBool::new(false));
+        let w = Watcher { queue: queue.clone(), ctl: ctl.clone(), stop: stop_r, side };
+        let flag = peer_gone.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ipcx-sysv-watch".into())
+            .spawn(move || w.run(&flag))
+            .map_err(|e| {
+                if creator {
+                    remove_queue(id);
+                }
+                ConnectError::os("starting the sysv-msg watcher thread", e)
+            })?;
+        Ok(SysvLink {
+            queue,
+            ctl,
+            side,
+            max_frame,
+            rbuf: vec![0; max_frame],
+            sbuf: Vec::with_capacity(max_frame),
+            peer_gone,
+            ended: false,
+            stop: Some(stop_w),
+            watcher: Some(spawned),
+        })
+    }
+
+    /// The peer is gone and we have read all it sent: nothing will use the queue again.
+    fn end(&mut self) -> LinkError {
+        if !self.ended {
+            self.ended = true;
+            remove_queue(self.queue.id());
+        }
+        LinkError::PeerGone
+    }
 }
 
 impl LinkOps for SysvLink {
     fn max_frame(&self) -> usize {
-        0
+        self.max_frame
     }
 
-    fn send(&mut self, _parts: &[&[u8]], _deadline: Deadline) -> Result<(), LinkError> {
-        Err(LinkError::os("sysv-msg", std::io::Error::from(std::io::ErrorKind::Unsupported)))
+    fn send(&mut self, parts: &[&[u8]], deadline: Deadline) -> Result<(), LinkError> {
+        if self.ended || self.peer_gone.load(Ordering::Acquire) {
+            return Err(self.end());
+        }
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
+        if len > self.max_frame {
+            return Err(LinkError::TooLarge { len, max: self.max_frame });
+        }
+        self.sbuf.clear();
+        parts.iter().for_each(|p| self.sbuf.extend_from_slice(p));
+        let mut r = self.queue.try_send(self.side.send, &self.sbuf);
+        loop {
+            match r {
+                Ok(()) => return Ok(()),
+                Err(SendError::Full | SendError::Timeout) => {
+                    if self.peer_gone.load(Ordering::Acquire) {
+                        return Err(self.end());
+                    }
+                    let Some(t) = deadline.slice(PEER_CHECK_INTERVAL) else {
+                        return Err(LinkError::Timeout);
+                    };
+                    r = self.queue.send_timeout(self.side.send, &self.sbuf, t);
+                }
+                Err(SendError::Removed(_)) => return Err(self.end()),
+                Err(
+                    SendError::TooLarge { limit, .. } | SendError::TooLargeForQueue { limit, .. },
+                ) => return Err(LinkError::TooLarge { len, max: limit }),
+                Err(e) => return Err(LinkError::os("msgsnd on the sysv-msg queue", e)),
+            }
+        }
     }
 
-    fn recv<R>(
-        &mut self,
-        _deadline: Deadline,
-        _f: impl FnOnce(&[u8]) -> R,
-    ) -> Result<R, LinkError> {
-        Err(LinkError::os("sysv-msg", std::io::Error::from(std::io::ErrorKind::Unsupported)))
+    fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
+        if self.ended {
+            return Err(LinkError::PeerGone);
+        }
+        let want = MsgType::Exactly(self.side.recv);
+        let r = match deadline.remaining() {
+            None => self.queue.recv(want, &mut self.rbuf),
+            Some(t) if t.is_zero() => self.queue.try_recv(want, &mut self.rbuf),
+            Some(t) => self.queue.recv_timeout(want, &mut self.rbuf, t),
+        };
+        match r {
+            // The watcher's "peer gone" marker, after everything the peer sent.
+            Ok((_, 0)) => Err(self.end()),
+            Ok((_, n)) => Ok(f(&self.rbuf[..n])),
+            Err(RecvError::Empty | RecvError::Timeout) => Err(LinkError::Timeout),
+            Err(RecvError::Removed(_)) => Err(self.end()),
+            Err(e) => Err(LinkError::os("msgrcv on the sysv-msg queue", e)),
+        }
     }
 }
 
-/// The error of every setup until `sysv-msg` exists.
-fn unsupported() -> ConnectError {
-    ConnectError::os(
-        "the sysv-msg transport (not implemented yet)",
-        std::io::Error::from(std::io::ErrorKind::Unsupported),
-    )
+impl Drop for SysvLink {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        if self.ended {
+            return;
+        }
+        // Announce that we are done before looking at the peer: see the module docs.
+        let _ = self.queue.try_send(self.side.bye, &[]);
+        let peer_done = self.peer_gone.load(Ordering::Acquire)
+            || self.queue.try_recv(MsgType::Exactly(self.side.peer_bye), &mut []).is_ok()
+            || control::peer_gone(&self.ctl).unwrap_or(true);
+        if peer_done {
+            remove_queue(self.queue.id());
+        }
+    }
 }
 
-/// Largest frame on this machine.
-pub(crate) fn limit() -> Result<usize, ConnectError> {
-    Ok(8192)
+/// What the watcher thread holds.
+struct Watcher {
+    queue: Arc<SysvMsgQueue>,
+    ctl: Arc<UdsStream>,
+    stop: PipeReader,
+    side: Side,
 }
 
-/// Listener side.
-pub(crate) fn accept(_ctl: UdsStream, _setup: &Setup<'_>) -> Result<Link, ConnectError> {
-    Err(unsupported())
-}
-
-/// Connector side.
-pub(crate) fn connect(_ctl: UdsStream, _setup: &Setup<'_>) -> Result<Link, ConnectError> {
-    Err(unsupported())
+impl Watcher {
+    /// Waits for the peer to go away (or the link to drop), then wakes the link's waits.
+    fn run(self, peer_gone: &AtomicBool) {
+        let fds = [self.ctl.as_fd(), self.stop.as_fd()];
+        // A poll error is taken as the peer's loss: better an ended channel than a hang.
+        if let Ok(Some(1)) = ipcx_sys::poll::wait_readable(&fds, None) {
+            return;
+        }
+        // SYNC: peer gone
+        peer_gone.store(true, Ordering::Release);
+        // The peer's bye is no message for anyone.
+        let _ = self.queue.try_recv(MsgType::Exactly(self.side.peer_bye), &mut []);
+        let empty = self.queue.status().is_ok_and(|s| s.messages == 0);
+        if empty || self.queue.try_send(self.side.recv, &[]).is_err() {
+            // Nothing left to read either way: the queue can go now (waking any wait).
+            remove_queue(self.queue.id());
+        }
+    }
 }
