@@ -21,6 +21,8 @@
 
 mod fingerprint;
 
+pub(crate) use fingerprint::fnv1a;
+
 use std::fmt;
 
 use serde::de::DeserializeOwned;

@@ -59,3 +59,40 @@ fn another_shape_is_refused_naming_both_sides() {
     drop(listener);
     std::fs::remove_dir(ns.dir()).unwrap();
 }
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+struct Sample {
+    seq: u64,
+    value: f64,
+}
+
+impl ipcx::channel::PodMessage for Sample {
+    const NAME: &'static str = "test.sample";
+    const VERSION: ipcx::Version = ipcx::Version::new(1, 0);
+    const LAYOUT: &'static str = "seq:u64,value:f64";
+}
+
+#[test]
+fn fixed_layout_messages_travel_unencoded_and_are_read_in_place_on_shm() {
+    use ipcx::channel::PodChannel;
+    let ns = namespace();
+    let b = Channel::builder("p", Transport::Shm).namespace(ns.clone());
+    let mut listener = b.clone().pod::<Sample>().unwrap().listen().unwrap();
+    let client = std::thread::spawn(move || {
+        let ch = b.pod::<Sample>().unwrap().connect().unwrap();
+        let mut ch = PodChannel::<Sample>::new(ch).unwrap();
+        for seq in 0..100 {
+            ch.send(&Sample { seq, value: seq as f64 / 2.0 }, None).unwrap();
+        }
+    });
+    let ch = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+    let mut ch = PodChannel::<Sample>::new(ch).unwrap();
+    for seq in 0..100 {
+        let got = ch.recv_in_place(Some(Duration::from_secs(10)), |s| *s).unwrap();
+        assert_eq!(got, Sample { seq, value: seq as f64 / 2.0 });
+    }
+    client.join().unwrap();
+    drop(listener);
+    std::fs::remove_dir(ns.dir()).unwrap();
+}

@@ -41,6 +41,7 @@ mod core;
 mod error;
 mod handshake_io;
 mod link;
+mod pod;
 mod transport;
 mod typed;
 
@@ -51,6 +52,7 @@ pub use builder::{
 };
 pub use error::{AcceptError, ConnectError, ListenError, RecvError, SendError};
 pub use link::PEER_CHECK_INTERVAL;
+pub use pod::{PodChannel, PodMessage, PodSizeError};
 pub use typed::{TypedChannel, TypedError};
 
 use self::core::Core;
