@@ -177,6 +177,8 @@ impl Core {
         loop {
             match self.recv_frame(deadline, &mut None::<fn(&[u8]) -> Option<()>>) {
                 Ok(Got::Ack(n)) if n == seq => return Ok(()),
+                // The late acknowledgement of an earlier send that timed out: drop it.
+                Ok(Got::Ack(n)) if n < seq => {}
                 Ok(Got::Ack(got)) => {
                     self.state = State::Dead;
                     return Err(SendError::Broken(Violation::Ack { got, want: seq }.into()));

@@ -7,10 +7,14 @@
 //!
 //! `fifo`: the listener's side creates two FIFOs in the namespace directory,
 //! `<name>.<id>.up` (connector → listener) and `<name>.<id>.down`, with the channel's
-//! permissions, and names them in the setup message. The connector opens its reading end
-//! of `down`, then its writing end of `up`, and confirms; the listener then opens its writing
-//! end of `down` and removes both paths, which stay usable through the open ends. Nothing is
-//! left in the directory once the connection is set up, whatever happens afterwards.
+//! permissions, opens its reading end of `up` and its writing end of `down` (through a
+//! reading end of its own, held until the connector confirms, so the open does not wait),
+//! and names them in the setup message. The connector opens its reading end of `down`, then
+//! its writing end of `up`, and confirms; the listener then drops its own reading end of
+//! `down` and removes both paths, which stay usable through the open ends. Nothing is left
+//! in the directory once the connection is set up, whatever happens afterwards. (Opening the
+//! writing end only after the confirmation would find no reader when a fast connector had
+//! already sent, closed and gone, and fail the accept.)
 
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -78,14 +82,13 @@ pub(crate) fn accept_fifo(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Con
     let (up, down) = (make(&up_path)?, make(&down_path)?);
     let open = |e| ConnectError::os("opening a FIFO", e);
     let reader = up.open_reader().map_err(open)?;
+    // A reading end of our own makes the writing end's open return at once; dropped once
+    // the connector has its reading end, so the connector is then the only reader.
+    let hold = down.open_reader().map_err(open)?;
+    let writer = down.open_writer().map_err(open)?;
     send_setup(&ctl, id.as_bytes(), &[])?;
     recv_ready(&ctl, setup.deadline)?;
-    let writer = match setup.deadline.remaining() {
-        None => down.open_writer(),
-        Some(t) => down.open_writer_timeout(t),
-    }
-    .map_err(open)?;
-    drop((up, down));
+    drop((hold, up, down));
     Ok(Link::Pipe(StreamLink::new(PipeIo { reader, writer }, setup.max_frame)))
 }
 

@@ -177,9 +177,16 @@ impl ByteIo for UdsStream {
     }
 }
 
-/// A TCP stream; remembers the timeouts it set so it changes them only when needed.
+/// A TCP stream; remembers its blocking mode and the timeouts it set, so it changes them
+/// only when needed.
+///
+/// [`Deadline::Now`] puts the socket in non-blocking mode: a socket timeout cannot stand in
+/// for it, since the kernel rounds any timeout up to a clock tick and waits that long
+/// (during which a full send queue may drain a little, so a `try_send` loop never sees
+/// `Full`).
 pub struct TcpIo {
     stream: TcpStream,
+    nonblocking: bool,
     read_timeout: Option<Option<Duration>>,
     write_timeout: Option<Option<Duration>>,
 }
@@ -188,17 +195,38 @@ impl TcpIo {
     /// Wraps a connected stream (and turns Nagle's algorithm off: frames go at once).
     pub fn new(stream: TcpStream) -> std::io::Result<TcpIo> {
         stream.set_nodelay(true)?;
-        Ok(TcpIo { stream, read_timeout: None, write_timeout: None })
+        let nonblocking = false;
+        stream.set_nonblocking(nonblocking)?;
+        Ok(TcpIo { stream, nonblocking, read_timeout: None, write_timeout: None })
     }
-}
 
-/// The socket timeout for `deadline`, or `None` if it has passed.
-fn socket_timeout(deadline: Deadline) -> Option<Option<Duration>> {
-    match deadline {
-        Deadline::Never => Some(None),
-        // The shortest timeout a socket takes: a non-blocking attempt in effect.
-        Deadline::Now => Some(Some(Duration::from_micros(1))),
-        d => d.remaining().filter(|t| !t.is_zero()).map(Some),
+    /// Prepares the socket for an operation until `deadline`: non-blocking for
+    /// [`Deadline::Now`], else blocking with a socket timeout (set only when it changes).
+    fn prepare(&mut self, deadline: Deadline, write: bool) -> Result<(), LinkError> {
+        let setsockopt = |e| LinkError::os("setsockopt", e);
+        let nonblocking = deadline == Deadline::Now;
+        if self.nonblocking != nonblocking {
+            self.stream.set_nonblocking(nonblocking).map_err(setsockopt)?;
+            self.nonblocking = nonblocking;
+        }
+        if nonblocking {
+            return Ok(());
+        }
+        let t = match deadline {
+            Deadline::Never => None,
+            d => Some(d.remaining().filter(|t| !t.is_zero()).ok_or(LinkError::Timeout)?),
+        };
+        let slot = if write { &mut self.write_timeout } else { &mut self.read_timeout };
+        if *slot != Some(t) {
+            let r = if write {
+                self.stream.set_write_timeout(t)
+            } else {
+                self.stream.set_read_timeout(t)
+            };
+            r.map_err(setsockopt)?;
+            *slot = Some(t);
+        }
+        Ok(())
     }
 }
 
@@ -214,11 +242,7 @@ fn tcp_error(op: &'static str, e: std::io::Error) -> LinkError {
 
 impl ByteIo for TcpIo {
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
-        let t = socket_timeout(deadline).ok_or(LinkError::Timeout)?;
-        if self.read_timeout != Some(t) {
-            self.stream.set_read_timeout(t).map_err(|e| LinkError::os("setsockopt", e))?;
-            self.read_timeout = Some(t);
-        }
+        self.prepare(deadline, false)?;
         loop {
             match self.stream.read(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
@@ -229,11 +253,7 @@ impl ByteIo for TcpIo {
     }
 
     fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError> {
-        let t = socket_timeout(deadline).ok_or(LinkError::Timeout)?;
-        if self.write_timeout != Some(t) {
-            self.stream.set_write_timeout(t).map_err(|e| LinkError::os("setsockopt", e))?;
-            self.write_timeout = Some(t);
-        }
+        self.prepare(deadline, true)?;
         loop {
             match self.stream.write(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
