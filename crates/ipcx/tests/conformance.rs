@@ -72,7 +72,7 @@ macro_rules! conformance {
 }
 
 mod shm {
-    conformance!(Transport::Shm, #[ignore = "transport lands in another branch"]);
+    conformance!(Transport::Shm);
 }
 mod uds_stream {
     conformance!(Transport::UdsStream, sockets);
@@ -87,10 +87,10 @@ mod fifo {
     conformance!(Transport::Fifo);
 }
 mod posix_mq {
-    conformance!(Transport::PosixMq, #[ignore = "transport lands in another branch"]);
+    conformance!(Transport::PosixMq);
 }
 mod sysv_msg {
-    conformance!(Transport::SysvMsg, #[ignore = "transport lands in another branch"]);
+    conformance!(Transport::SysvMsg);
 }
 mod tcp {
     conformance!(Transport::Tcp, sockets, full_channel: #[ignore = "known bug: after a partial write the stream link writes the rest of \

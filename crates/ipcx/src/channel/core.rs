@@ -328,16 +328,21 @@ impl Core {
         }
     }
 
-    /// Tells the peer we close, without waiting.
+    /// Tells the peer we close (a Close frame), then marks the channel dead.
+    /// Waits at most [`CLOSE_GRACE`] for room (a full channel whose reader is alive drains
+    /// quickly; one that does not gets `PeerGone` instead of `Closed`).
     pub(crate) fn close(&mut self) {
         if self.state == State::Open {
             let (kind, flags) = (FrameKind::Close, FrameFlags::NONE);
             let bytes = FrameHeader { kind, flags, len: 0, crc: 0, seq: 0 }.encode();
-            let _ = self.link.send(&[&bytes], Deadline::Now);
+            let _ = self.link.send(&[&bytes], Deadline::after(Some(CLOSE_GRACE)));
         }
         self.state = State::Dead;
     }
 }
+
+/// How long dropping a channel waits for room to send its Close frame.
+pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The header's length limit for payloads of at most `max` bytes.
 fn max_len(max: usize) -> u32 {

@@ -7,7 +7,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use ipcx::channel::{AcceptError, Channel, Listener, RecvError, SendError, SendMode, Transport};
-use ipcx::contract::ContractId;
 use ipcx::sys::Permissions;
 use ipcx_testkit::{Peer, NOBODY_UID};
 
@@ -295,7 +294,7 @@ pub fn corrupt_frame(t: Transport) {
 pub fn contract_mismatch(t: Transport) {
     let scope = Scope::new(t);
     let accepting = accept_in_background(scope.listen());
-    let ours = ContractId::bytes();
+    let ours = ipcx::channel::raw_contract();
     for what in ["name", "major", "fingerprint"] {
         let mut p = scope.peer("contract", &[what]);
         let msg = p.expect("refused");

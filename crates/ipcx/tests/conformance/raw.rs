@@ -8,7 +8,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use ipcx::channel::Transport;
-use ipcx::contract::ContractId;
 use ipcx::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
 use ipcx::handshake::{Connector, Hello, HANDSHAKE_MAX_LEN};
 use ipcx::sys::uds::{UdsAddr, UdsSeqpacket, UdsStream};
@@ -92,7 +91,7 @@ impl Conn {
 
     /// Runs a correct connector handshake for transport `t`.
     pub fn handshake(&mut self, t: Transport) {
-        let mut hello = Hello::new(ContractId::bytes(), t.name(), 64 << 10);
+        let mut hello = Hello::new(ipcx::channel::raw_contract(), t.name(), 64 << 10);
         hello.pid = std::process::id();
         hello.uid = ipcx::sys::process::current_uid();
         let connector = Connector::new(hello).expect("hello");
