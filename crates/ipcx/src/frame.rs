@@ -5,7 +5,7 @@
 //!  0     2    magic     0x5849 (bytes "IX")
 //!  2     1    version   1
 //!  3     1    kind      1 Data, 2 Ack, 3 Hello, 4 Accept, 5 Refuse, 6 Close
-//!  4     1    flags     bit 0 ACK_REQUESTED, bit 1 CRC; other bits zero
+//!  4     1    flags     bit 0 ACK_REQUESTED, bit 1 CRC, bit 2 FDS; other bits zero
 //!  5     3    reserved  zero
 //!  8     4    len       payload length (header excluded)
 //! 12     4    crc       crc32c of the payload if CRC is set, else zero
@@ -76,8 +76,10 @@ impl FrameFlags {
     pub const ACK_REQUESTED: Self = Self(1);
     /// The header's `crc` field holds the crc32c of the payload.
     pub const CRC: Self = Self(2);
+    /// File descriptors travel with this frame (unix sockets, `SCM_RIGHTS`).
+    pub const FDS: Self = Self(4);
     /// Every defined bit.
-    const KNOWN: u8 = 3;
+    const KNOWN: u8 = 7;
 
     /// The flags in `bits`, if no undefined bit is set.
     pub const fn from_bits(bits: u8) -> Option<Self> {

@@ -18,7 +18,7 @@ fn kind() -> impl Strategy<Value = FrameKind> {
 }
 
 fn flags() -> impl Strategy<Value = FrameFlags> {
-    (0u8..4).prop_map(|b| FrameFlags::from_bits(b).expect("bits 0 and 1 are flags"))
+    (0u8..8).prop_map(|b| FrameFlags::from_bits(b).expect("bits 0 to 2 are flags"))
 }
 
 fn header() -> impl Strategy<Value = FrameHeader> {

@@ -9,6 +9,7 @@
 //! sender waits for its acknowledgement are kept, in order, for the next receive.
 
 use std::collections::VecDeque;
+use std::os::fd::{BorrowedFd, OwnedFd};
 
 use thiserror::Error;
 
@@ -39,6 +40,12 @@ pub enum Violation {
         /// Number waited for.
         want: u64,
     },
+    /// A frame flagged as carrying fds arrived without them.
+    #[error("message {seq} is flagged as carrying file descriptors but none arrived")]
+    MissingFds {
+        /// Its sequence number.
+        seq: u64,
+    },
     /// A frame kind that has no place in an established channel.
     #[error("unexpected {kind:?} frame of {len} bytes in an established channel")]
     Unexpected {
@@ -53,6 +60,7 @@ pub enum Violation {
 struct Pending {
     ack: Option<u64>,
     payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
 }
 
 /// Where the channel stands.
@@ -79,6 +87,8 @@ pub(crate) struct Core {
     /// Sequence number of the last data frame received.
     received: u64,
     pending: VecDeque<Pending>,
+    /// Fds that came with the message last received (closed at the next receive).
+    last_fds: Vec<OwnedFd>,
     state: State,
 }
 
@@ -116,6 +126,7 @@ impl Core {
             sent: 0,
             received: 0,
             pending: VecDeque::new(),
+            last_fds: Vec::new(),
             state: State::Open,
         }
     }
@@ -135,10 +146,11 @@ impl Core {
         self.mode = mode;
     }
 
-    /// Sends `msg` in `mode`, waiting until `deadline`.
+    /// Sends `msg` (with `fds`, if any) in `mode`, waiting until `deadline`.
     pub(crate) fn send(
         &mut self,
         msg: &[u8],
+        fds: &[BorrowedFd<'_>],
         mode: SendMode,
         deadline: Deadline,
     ) -> Result<(), SendError> {
@@ -154,15 +166,26 @@ impl Core {
             });
         }
         let seq = self.sent + 1;
-        let flags = match mode {
+        let mut flags = match mode {
             SendMode::Acknowledged => FrameFlags::ACK_REQUESTED,
             SendMode::Buffered => FrameFlags::NONE,
         };
+        if !fds.is_empty() {
+            flags = flags | FrameFlags::FDS;
+        }
         let header =
             FrameHeader { kind: FrameKind::Data, flags, len: msg.len() as u32, crc: 0, seq };
         let bytes = header.encode();
-        match self.link.send(&[&bytes, msg], deadline) {
+        let sent = if fds.is_empty() {
+            self.link.send(&[&bytes, msg], deadline)
+        } else {
+            self.link.send_fds(&[&bytes, msg], fds, deadline)
+        };
+        match sent {
             Ok(()) => self.sent = seq,
+            Err(LinkError::FdsUnsupported) => {
+                return Err(SendError::FdsUnsupported { transport: self.transport })
+            }
             Err(LinkError::Timeout) if deadline == Deadline::Now => return Err(SendError::Full),
             Err(e) => return Err(self.send_failed(e)),
         }
@@ -204,11 +227,13 @@ impl Core {
         deadline: Deadline,
         f: impl FnOnce(&[u8]) -> Option<R>,
     ) -> Result<Option<R>, RecvError> {
+        self.last_fds.clear();
         if let Some(p) = self.pending.pop_front() {
             let Some(r) = f(&p.payload) else {
                 self.pending.push_front(p);
                 return Ok(None);
             };
+            self.last_fds = p.fds;
             self.ack(p.ack);
             return Ok(Some(r));
         }
@@ -256,6 +281,7 @@ impl Core {
         let expect = self.received + 1;
         let max = self.max_recv;
         let pending = &mut self.pending;
+        let mut has_fds = None;
         let result = self.link.recv(deadline, |bytes| -> Result<Got<R>, Violation> {
             let header = FrameHeader::decode(bytes, max_len(max))?;
             let payload = bytes.get(HEADER_LEN..).unwrap_or_default();
@@ -267,10 +293,14 @@ impl Core {
                 FrameKind::Data => {
                     let ack =
                         header.flags.contains(FrameFlags::ACK_REQUESTED).then_some(header.seq);
+                    if header.flags.contains(FrameFlags::FDS) {
+                        has_fds = Some(header.seq);
+                    }
                     if let Some(r) = f.take().and_then(|f| f(payload)) {
                         return Ok(Got::Data(r, ack));
                     }
-                    pending.push_back(Pending { ack, payload: payload.to_vec() });
+                    let fds = Vec::new();
+                    pending.push_back(Pending { ack, payload: payload.to_vec(), fds });
                     Ok(Got::Kept)
                 }
                 FrameKind::Ack if header.len == 0 => Ok(Got::Ack(header.seq)),
@@ -278,6 +308,19 @@ impl Core {
                 kind => Err(Violation::Unexpected { kind, len: header.len }),
             }
         });
+        let result = match (result, has_fds) {
+            (Ok(Ok(got)), Some(seq)) => match self.link.take_fds() {
+                Some(batch) => {
+                    match (&got, self.pending.back_mut()) {
+                        (Got::Kept, Some(p)) => p.fds = batch,
+                        _ => self.last_fds = batch,
+                    }
+                    Ok(Ok(got))
+                }
+                None => Ok(Err(Violation::MissingFds { seq })),
+            },
+            (result, _) => result,
+        };
         match result {
             Ok(Ok(got)) => {
                 match got {
@@ -298,12 +341,19 @@ impl Core {
                 Err(match e {
                     LinkError::PeerGone => RecvError::PeerGone,
                     LinkError::Broken(e) => RecvError::Broken(e),
-                    e @ LinkError::TooLarge { .. } => RecvError::Broken(Box::new(e)),
+                    e @ (LinkError::TooLarge { .. } | LinkError::FdsUnsupported) => {
+                        RecvError::Broken(Box::new(e))
+                    }
                     LinkError::Os { op, source } => RecvError::Os { op, source },
                     LinkError::Timeout => unreachable!("handled above"),
                 })
             }
         }
+    }
+
+    /// Takes the fds that came with the message last received.
+    pub(crate) fn take_last_fds(&mut self) -> Vec<OwnedFd> {
+        std::mem::take(&mut self.last_fds)
     }
 
     /// Maps a link error of a send; anything but a timeout ends the channel.
@@ -322,6 +372,9 @@ impl Core {
                     LinkError::PeerGone => SendError::PeerGone,
                     LinkError::Broken(e) => SendError::Broken(e),
                     LinkError::Os { op, source } => SendError::Os { op, source },
+                    LinkError::FdsUnsupported => {
+                        SendError::FdsUnsupported { transport: self.transport }
+                    }
                     LinkError::Timeout | LinkError::TooLarge { .. } => unreachable!("above"),
                 }
             }

@@ -116,6 +116,7 @@ impl From<LinkError> for ConnectError {
                 format!("handshake frame of {len} bytes exceeds {max}").into(),
             ),
             LinkError::Broken(e) => ConnectError::Handshake(e),
+            e @ LinkError::FdsUnsupported => ConnectError::Handshake(Box::new(e)),
             LinkError::Os { op, source } => ConnectError::Os { op, source },
         }
     }
@@ -168,6 +169,14 @@ pub enum SendError {
     /// The peer died or closed the connection.
     #[error("the peer is gone (it exited or closed the channel); reconnect")]
     PeerGone,
+    /// File descriptors can travel only on unix socket transports.
+    #[error(
+        "the {transport} transport cannot pass file descriptors; use uds-stream or uds-seqpacket"
+    )]
+    FdsUnsupported {
+        /// The transport.
+        transport: Transport,
+    },
     /// The peer broke the protocol; the channel is closed.
     #[error("the peer broke the protocol; the channel is closed")]
     Broken(#[source] Source),

@@ -18,6 +18,7 @@
 //! - [`Deadline::Now`] never blocks; [`Deadline::Never`] blocks until something happens,
 //!   including the peer's death (a link must not hang on a dead peer).
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -94,6 +95,9 @@ pub enum LinkError {
     /// The peer sent bytes that break the protocol; the link is unusable.
     #[error("the peer broke the protocol")]
     Broken(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// This transport cannot carry file descriptors.
+    #[error("this transport cannot pass file descriptors")]
+    FdsUnsupported,
     /// The operating system refused an operation.
     #[error("{op} failed")]
     Os {
@@ -129,4 +133,19 @@ pub trait LinkOps {
     /// Receives the next frame and passes its bytes (header included) to `f`. The bytes may
     /// live in shared memory (zero copy): `f` must not keep them.
     fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError>;
+
+    /// Sends one frame with `fds` attached (unix socket links only).
+    fn send_fds(
+        &mut self,
+        _parts: &[&[u8]],
+        _fds: &[BorrowedFd<'_>],
+        _deadline: Deadline,
+    ) -> Result<(), LinkError> {
+        Err(LinkError::FdsUnsupported)
+    }
+
+    /// The oldest batch of fds received and not yet taken (`None`: none is queued).
+    fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
+        None
+    }
 }

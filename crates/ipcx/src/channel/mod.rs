@@ -45,6 +45,7 @@ mod pod;
 mod transport;
 mod typed;
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 pub use builder::{
@@ -216,20 +217,20 @@ impl Channel {
     /// peer to take it). Ends with [`SendError::PeerGone`] if the peer dies.
     pub fn send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let mode = self.core.mode();
-        self.core.send(msg, mode, Deadline::Never)
+        self.core.send(msg, &[], mode, Deadline::Never)
     }
 
     /// Like [`send`](Self::send), giving up after `timeout`.
     pub fn send_timeout(&mut self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
         let mode = self.core.mode();
-        self.core.send(msg, mode, Deadline::after(Some(timeout)))
+        self.core.send(msg, &[], mode, Deadline::after(Some(timeout)))
     }
 
     /// Sends `msg` if there is room now ([`SendError::Full`] otherwise). When acknowledged,
     /// the acknowledgement must be there at once too.
     pub fn try_send(&mut self, msg: &[u8]) -> Result<(), SendError> {
         let mode = self.core.mode();
-        self.core.send(msg, mode, Deadline::Now)
+        self.core.send(msg, &[], mode, Deadline::Now)
     }
 
     /// Sends `msg` in `mode`, waiting at most `timeout` (`None`: as long as it takes).
@@ -239,7 +240,32 @@ impl Channel {
         mode: SendMode,
         timeout: Option<Duration>,
     ) -> Result<(), SendError> {
-        self.core.send(msg, mode, Deadline::after(timeout))
+        self.core.send(msg, &[], mode, Deadline::after(timeout))
+    }
+
+    /// Sends `msg` with `fds` attached (`SCM_RIGHTS`; `uds-stream` and `uds-seqpacket` only,
+    /// at most 253 fds, messages of at most 64 KiB on `uds-stream`), in the channel's send
+    /// mode, waiting at most `timeout`. The peer gets duplicates of the fds with
+    /// [`recv_fds`](Self::recv_fds).
+    pub fn send_fds(
+        &mut self,
+        msg: &[u8],
+        fds: &[BorrowedFd<'_>],
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError> {
+        let mode = self.core.mode();
+        self.core.send(msg, fds, mode, Deadline::after(timeout))
+    }
+
+    /// Receives the next message and the fds that came with it (none for a message sent
+    /// without fds), waiting at most `timeout`. The other receive calls close the fds of the
+    /// messages they return.
+    pub fn recv_fds(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+        let msg = self.recv_owned(Deadline::after(timeout))?;
+        Ok((msg, self.core.take_last_fds()))
     }
 
     /// Receives the next message as an owned buffer, waiting as long as it takes.

@@ -49,7 +49,7 @@ fn every_bad_field_has_its_error() {
     assert_eq!(with(2, 2), Err(FrameError::UnsupportedVersion { got: 2 }));
     assert_eq!(with(3, 0), Err(FrameError::UnknownKind { got: 0 }));
     assert_eq!(with(3, 7), Err(FrameError::UnknownKind { got: 7 }));
-    assert_eq!(with(4, 4), Err(FrameError::ReservedBits { field: ReservedField::Flags, value: 4 }));
+    assert_eq!(with(4, 8), Err(FrameError::ReservedBits { field: ReservedField::Flags, value: 8 }));
     assert_eq!(
         with(6, 1),
         Err(FrameError::ReservedBits { field: ReservedField::Reserved, value: 0x100 })

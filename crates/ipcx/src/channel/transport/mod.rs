@@ -77,6 +77,19 @@ impl LinkOps for Link {
     fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
         dispatch!(self, l => l.recv(deadline, f))
     }
+
+    fn send_fds(
+        &mut self,
+        parts: &[&[u8]],
+        fds: &[std::os::fd::BorrowedFd<'_>],
+        deadline: Deadline,
+    ) -> Result<(), LinkError> {
+        dispatch!(self, l => l.send_fds(parts, fds, deadline))
+    }
+
+    fn take_fds(&mut self) -> Option<Vec<std::os::fd::OwnedFd>> {
+        dispatch!(self, l => l.take_fds())
+    }
 }
 
 /// What a transport needs to build one connection's data path after the handshake.

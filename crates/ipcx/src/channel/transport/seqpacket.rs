@@ -3,11 +3,13 @@
 //! header. The largest message is bounded by the socket send buffer
 //! (`SO_SNDBUF` − 32 bytes, about 208 KiB by default).
 
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::time::Duration;
 
 use ipcx_sys::uds::{
     AcceptError as SysAccept, BindError, BindOptions, ConnectError as SysConnect, RecvError,
-    SendError, UdsAddr, UdsSeqpacket, UdsSeqpacketListener,
+    RecvFdsError, SendError, SendFdsError, UdsAddr, UdsSeqpacket, UdsSeqpacketListener, MAX_FDS,
 };
 use ipcx_sys::{CreateMode, Permissions};
 
@@ -23,12 +25,14 @@ pub(crate) struct SeqpacketLink {
     max_frame: usize,
     buf: Vec<u8>,
     out: Vec<u8>,
+    /// Fds that came with the last message received.
+    fds: Option<Vec<OwnedFd>>,
 }
 
 impl SeqpacketLink {
     /// A link over a connected socket carrying frames of at most `max_frame` bytes.
     pub(crate) fn new(sock: UdsSeqpacket, max_frame: usize) -> SeqpacketLink {
-        SeqpacketLink { sock, max_frame, buf: vec![0; max_frame], out: Vec::new() }
+        SeqpacketLink { sock, max_frame, buf: vec![0; max_frame], out: Vec::new(), fds: None }
     }
 }
 
@@ -89,8 +93,74 @@ impl LinkOps for SeqpacketLink {
     }
 
     fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
-        let n = recv(&self.sock, &mut self.buf, deadline)?;
+        let r = match deadline {
+            Deadline::Never => self.sock.recv_with_fds(&mut self.buf, MAX_FDS),
+            Deadline::Now => {
+                self.sock.recv_with_fds_timeout(&mut self.buf, MAX_FDS, Duration::ZERO)
+            }
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => {
+                    self.sock.recv_with_fds_timeout(&mut self.buf, MAX_FDS, t)
+                }
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        let n = match r {
+            // Every frame is at least a header long: an empty read is the end of the connection.
+            Ok((0, _)) | Err(RecvFdsError::Recv(RecvError::PeerReset)) => {
+                return Err(LinkError::PeerGone)
+            }
+            Ok((n, fds)) => {
+                self.fds = (!fds.is_empty()).then_some(fds);
+                n
+            }
+            Err(RecvFdsError::Recv(RecvError::Timeout | RecvError::WouldBlock)) => {
+                return Err(LinkError::Timeout)
+            }
+            Err(
+                e @ (RecvFdsError::Recv(RecvError::Truncated { .. })
+                | RecvFdsError::TooManyFds { .. }),
+            ) => return Err(LinkError::broken(e)),
+            Err(e) => return Err(LinkError::os("recvmsg on the seqpacket socket", e)),
+        };
         Ok(f(&self.buf[..n]))
+    }
+
+    fn send_fds(
+        &mut self,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        deadline: Deadline,
+    ) -> Result<(), LinkError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_frame {
+            return Err(LinkError::TooLarge { len, max: self.max_frame });
+        }
+        self.out.clear();
+        parts.iter().for_each(|p| self.out.extend_from_slice(p));
+        let r = match deadline {
+            Deadline::Never => self.sock.send_with_fds(&self.out, fds),
+            Deadline::Now => self.sock.send_with_fds_timeout(&self.out, fds, Duration::ZERO),
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => self.sock.send_with_fds_timeout(&self.out, fds, t),
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        match r {
+            Ok(()) => Ok(()),
+            Err(SendFdsError::Send(SendError::Timeout | SendError::WouldBlock)) => {
+                Err(LinkError::Timeout)
+            }
+            Err(SendFdsError::Send(SendError::PeerClosed)) => Err(LinkError::PeerGone),
+            Err(SendFdsError::Send(SendError::TooLarge { len, max })) => {
+                Err(LinkError::TooLarge { len, max })
+            }
+            Err(e) => Err(LinkError::os("sendmsg with fds on the seqpacket socket", e)),
+        }
+    }
+
+    fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
+        self.fds.take()
     }
 }
 

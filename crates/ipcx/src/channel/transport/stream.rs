@@ -7,12 +7,14 @@
 //! receive reads as much as is available (many small frames per system call) and hands out
 //! one frame at a time; a frame larger than the buffer grows it, up to `max_frame`.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use ipcx_sys::pipe::{PipeReader, PipeWriter};
-use ipcx_sys::uds::{RecvError, SendError, UdsStream};
+use ipcx_sys::uds::{RecvError, RecvFdsError, SendError, SendFdsError, UdsStream, MAX_FDS};
 
 use crate::channel::link::{Deadline, LinkError, LinkOps};
 use crate::frame::{FrameHeader, HEADER_LEN};
@@ -31,6 +33,26 @@ pub trait ByteIo {
 
     /// Writes some of `buf` (at least one byte), waiting until `deadline` for room.
     fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError>;
+
+    /// Like [`read`](Self::read), queueing any fds that arrive as one batch in `fds`.
+    fn read_fds(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Deadline,
+        _fds: &mut VecDeque<Vec<OwnedFd>>,
+    ) -> Result<usize, LinkError> {
+        self.read(buf, deadline)
+    }
+
+    /// Like [`write`](Self::write), attaching `fds` to the bytes written.
+    fn write_fds(
+        &mut self,
+        _buf: &[u8],
+        _fds: &[BorrowedFd<'_>],
+        _deadline: Deadline,
+    ) -> Result<usize, LinkError> {
+        Err(LinkError::FdsUnsupported)
+    }
 }
 
 /// Frames over a [`ByteIo`].
@@ -41,13 +63,23 @@ pub struct StreamLink<T> {
     start: usize,
     end: usize,
     out: Vec<u8>,
+    /// Batches of fds received, oldest first, each waiting for its FDS frame.
+    fd_batches: VecDeque<Vec<OwnedFd>>,
 }
 
 impl<T: ByteIo> StreamLink<T> {
     /// A link over `io` carrying frames of at most `max_frame` bytes.
     pub fn new(io: T, max_frame: usize) -> StreamLink<T> {
         let buf = vec![0; READ_BUF.min(max_frame.max(HEADER_LEN))];
-        StreamLink { io, max_frame, buf, start: 0, end: 0, out: Vec::new() }
+        StreamLink {
+            io,
+            max_frame,
+            buf,
+            start: 0,
+            end: 0,
+            out: Vec::new(),
+            fd_batches: VecDeque::new(),
+        }
     }
 
     /// Writes all of `bytes`: until `deadline` for the first byte, then until done.
@@ -119,7 +151,7 @@ impl<T: ByteIo> LinkOps for StreamLink<T> {
                 self.buf.copy_within(self.start..self.end, 0);
                 (self.start, self.end) = (0, avail);
             }
-            let n = self.io.read(&mut self.buf[self.end..], deadline)?;
+            let n = self.io.read_fds(&mut self.buf[self.end..], deadline, &mut self.fd_batches)?;
             if n == 0 {
                 return Err(if self.end > self.start {
                     LinkError::broken(Truncated { have: self.end - self.start })
@@ -129,6 +161,32 @@ impl<T: ByteIo> LinkOps for StreamLink<T> {
             }
             self.end += n;
         }
+    }
+
+    fn send_fds(
+        &mut self,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        deadline: Deadline,
+    ) -> Result<(), LinkError> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > self.max_frame.min(COALESCE) {
+            return Err(LinkError::TooLarge { len, max: self.max_frame.min(COALESCE) });
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        parts.iter().for_each(|p| out.extend_from_slice(p));
+        // The fds ride on the first byte; the rest of the frame follows whatever the deadline.
+        let r = self
+            .io
+            .write_fds(&out, fds, deadline)
+            .and_then(|n| self.write_all(&out[n..], Deadline::Never));
+        self.out = out;
+        r
+    }
+
+    fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
+        self.fd_batches.pop_front()
     }
 }
 
@@ -173,6 +231,61 @@ impl ByteIo for UdsStream {
             Err(SendError::Timeout | SendError::WouldBlock) => Err(LinkError::Timeout),
             Err(SendError::PeerClosed) => Err(LinkError::PeerGone),
             Err(e) => Err(LinkError::os("send on the unix stream socket", e)),
+        }
+    }
+
+    fn read_fds(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Deadline,
+        fds: &mut VecDeque<Vec<OwnedFd>>,
+    ) -> Result<usize, LinkError> {
+        let r = match deadline {
+            Deadline::Never => self.recv_with_fds(buf, MAX_FDS),
+            Deadline::Now => self.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => self.recv_with_fds_timeout(buf, MAX_FDS, t),
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        match r {
+            Ok((n, batch)) => {
+                if !batch.is_empty() {
+                    fds.push_back(batch);
+                }
+                Ok(n)
+            }
+            Err(RecvFdsError::Recv(RecvError::Timeout | RecvError::WouldBlock)) => {
+                Err(LinkError::Timeout)
+            }
+            Err(RecvFdsError::Recv(RecvError::PeerReset)) => Ok(0),
+            Err(e @ RecvFdsError::TooManyFds { .. }) => Err(LinkError::broken(e)),
+            Err(e) => Err(LinkError::os("recvmsg on the unix stream socket", e)),
+        }
+    }
+
+    fn write_fds(
+        &mut self,
+        buf: &[u8],
+        fds: &[BorrowedFd<'_>],
+        deadline: Deadline,
+    ) -> Result<usize, LinkError> {
+        let r = match deadline {
+            Deadline::Never => self.send_with_fds(buf, fds),
+            Deadline::Now => self.send_with_fds_timeout(buf, fds, Duration::ZERO),
+            d => match d.remaining() {
+                Some(t) if !t.is_zero() => self.send_with_fds_timeout(buf, fds, t),
+                _ => return Err(LinkError::Timeout),
+            },
+        };
+        match r {
+            Ok(0) => Err(LinkError::Timeout),
+            Ok(n) => Ok(n),
+            Err(SendFdsError::Send(SendError::Timeout | SendError::WouldBlock)) => {
+                Err(LinkError::Timeout)
+            }
+            Err(SendFdsError::Send(SendError::PeerClosed)) => Err(LinkError::PeerGone),
+            Err(e) => Err(LinkError::os("sendmsg with fds on the unix stream socket", e)),
         }
     }
 }
