@@ -34,6 +34,62 @@ pub fn wait_readable(
     }
 }
 
+/// What [`wait_read_write`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ready {
+    /// The reading fd has data, end-of-file or an error.
+    pub readable: bool,
+    /// The writing fd has room, or its peer hung up, or an error.
+    pub writable: bool,
+}
+
+/// Waits until `read` is readable or `write` is writable (they may be the same fd), or
+/// `timeout` passes (`None`: no limit; zero: just look). `EINTR` is retried with the time
+/// left. Both fields false means the timeout passed.
+pub fn wait_read_write(
+    read: BorrowedFd<'_>,
+    write: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> Result<Ready, Errno> {
+    use std::os::fd::AsRawFd;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let same = read.as_raw_fd() == write.as_raw_fd();
+    let mut polled = if same {
+        vec![PollFd::from_borrowed_fd(read, PollFlags::IN | PollFlags::OUT)]
+    } else {
+        vec![
+            PollFd::from_borrowed_fd(read, PollFlags::IN),
+            PollFd::from_borrowed_fd(write, PollFlags::OUT),
+        ]
+    };
+    loop {
+        let left = match (timeout, deadline) {
+            (None, _) | (Some(_), None) => None,
+            (Some(_), Some(d)) => {
+                Some(crate::time::relative(d.saturating_duration_since(Instant::now())))
+            }
+        };
+        match poll(&mut polled, left.as_ref()) {
+            Ok(0) => return Ok(Ready::default()),
+            Ok(_) => {
+                let bad = PollFlags::HUP | PollFlags::ERR;
+                let r = polled[0].revents();
+                let w = polled.last().map_or(PollFlags::empty(), PollFd::revents);
+                return Ok(Ready {
+                    readable: r.intersects(PollFlags::IN | bad),
+                    writable: if same {
+                        r.intersects(PollFlags::OUT | bad)
+                    } else {
+                        w.intersects(PollFlags::OUT | bad)
+                    },
+                });
+            }
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +107,15 @@ mod tests {
         let (r3, w3) = crate::pipe::pipe().unwrap();
         drop(w3);
         assert_eq!(wait_readable(&[r3.as_fd()], None).unwrap(), Some(0), "hang-up counts");
+    }
+
+    #[test]
+    fn reports_room_to_write_and_data_to_read() {
+        let (r, w) = crate::pipe::pipe().unwrap();
+        let ready = wait_read_write(r.as_fd(), w.as_fd(), Some(Duration::ZERO)).unwrap();
+        assert_eq!(ready, Ready { readable: false, writable: true });
+        w.write_all(b"x").unwrap();
+        let ready = wait_read_write(r.as_fd(), w.as_fd(), Some(Duration::ZERO)).unwrap();
+        assert_eq!(ready, Ready { readable: true, writable: true });
     }
 }

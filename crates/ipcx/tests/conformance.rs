@@ -93,6 +93,5 @@ mod sysv_msg {
     conformance!(Transport::SysvMsg);
 }
 mod tcp {
-    conformance!(Transport::Tcp, sockets, full_channel: #[ignore = "known bug: after a partial write the stream link writes the rest of \
-        the frame with no deadline, so try_send/send_timeout on a full tcp channel block"]);
+    conformance!(Transport::Tcp, sockets);
 }

@@ -2,15 +2,20 @@
 //! header's length, read in batches into one buffer.
 //!
 //! A send writes the whole frame (one write when it is at most [`COALESCE`] bytes, else the
-//! header and the payload in turn); once any byte of a frame is written the rest is written
-//! whatever the deadline, so the stream never holds half a frame followed by another. A
-//! receive reads as much as is available (many small frames per system call) and hands out
-//! one frame at a time; a frame larger than the buffer grows it, up to `max_frame`.
+//! header and the payload in turn). A frame is accepted once its first byte is written: if
+//! the deadline passes after that (a full socket took part of it), the rest is kept in the
+//! link and written before anything else — by the next send (which fails with a timeout,
+//! accepting nothing, if it cannot finish that first), or by a receive, which waits for data
+//! to read and room to write at once so two peers with full buffers never wait on each
+//! other. So the stream never holds half a frame followed by another, and `try_send` on a
+//! full channel fails at once instead of blocking. A receive reads as much as is available
+//! (many small frames per system call) and hands out one frame at a time; a frame larger
+//! than the buffer grows it, up to `max_frame`.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
 
 use ipcx_sys::pipe::{PipeReader, PipeWriter};
@@ -33,6 +38,9 @@ pub trait ByteIo {
 
     /// Writes some of `buf` (at least one byte), waiting until `deadline` for room.
     fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError>;
+
+    /// The fd this reads from and the fd it writes to (the same for a socket).
+    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>);
 
     /// Like [`read`](Self::read), queueing any fds that arrive as one batch in `fds`.
     fn read_fds(
@@ -65,6 +73,8 @@ pub struct StreamLink<T> {
     out: Vec<u8>,
     /// Batches of fds received, oldest first, each waiting for its FDS frame.
     fd_batches: VecDeque<Vec<OwnedFd>>,
+    /// The unwritten rest of an accepted frame; written before anything else.
+    unsent: Vec<u8>,
 }
 
 impl<T: ByteIo> StreamLink<T> {
@@ -79,15 +89,70 @@ impl<T: ByteIo> StreamLink<T> {
             end: 0,
             out: Vec::new(),
             fd_batches: VecDeque::new(),
+            unsent: Vec::new(),
         }
     }
 
-    /// Writes all of `bytes`: until `deadline` for the first byte, then until done.
-    fn write_all(&mut self, mut bytes: &[u8], mut deadline: Deadline) -> Result<(), LinkError> {
-        while !bytes.is_empty() {
-            let n = self.io.write(bytes, deadline)?;
-            bytes = &bytes[n..];
-            deadline = Deadline::Never;
+    /// Writes the rest of an accepted frame, waiting until `deadline`.
+    fn flush(&mut self, deadline: Deadline) -> Result<(), LinkError> {
+        let mut at = 0;
+        let r = loop {
+            if at == self.unsent.len() {
+                break Ok(());
+            }
+            match self.io.write(&self.unsent[at..], deadline) {
+                Ok(n) => at += n,
+                Err(e) => break Err(e),
+            }
+        };
+        self.unsent.drain(..at);
+        r
+    }
+
+    /// Writes a frame made of `parts`: until `deadline` for the first byte (nothing written:
+    /// `Timeout`); after that, what the deadline leaves unwritten is kept in `unsent`.
+    fn write_frame(
+        &mut self,
+        parts: &[&[u8]],
+        deadline: Deadline,
+        mut started: bool,
+    ) -> Result<(), LinkError> {
+        for (i, part) in parts.iter().enumerate() {
+            let mut at = 0;
+            while at < part.len() {
+                match self.io.write(&part[at..], deadline) {
+                    Ok(n) => (at, started) = (at + n, true),
+                    Err(LinkError::Timeout) if started => {
+                        self.unsent.extend_from_slice(&part[at..]);
+                        parts[i + 1..].iter().for_each(|p| self.unsent.extend_from_slice(p));
+                        return Ok(());
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Before blocking to read: waits for data to read or room to write the rest of an
+    /// accepted frame, writing what fits; returns once there is something to read.
+    fn flush_while_waiting(&mut self, deadline: Deadline) -> Result<(), LinkError> {
+        while !self.unsent.is_empty() {
+            let (r, w) = self.io.fds();
+            let ready = ipcx_sys::poll::wait_read_write(r, w, deadline.remaining())
+                .map_err(|e| LinkError::os("poll on the stream", e))?;
+            if ready.writable {
+                match self.flush(Deadline::Now) {
+                    Ok(()) | Err(LinkError::Timeout) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if ready.readable {
+                return Ok(());
+            }
+            if !ready.writable {
+                return Err(LinkError::Timeout);
+            }
         }
         Ok(())
     }
@@ -111,20 +176,16 @@ impl<T: ByteIo> LinkOps for StreamLink<T> {
         if len > self.max_frame {
             return Err(LinkError::TooLarge { len, max: self.max_frame });
         }
+        self.flush(deadline)?;
         if len <= COALESCE {
             let mut out = std::mem::take(&mut self.out);
             out.clear();
             parts.iter().for_each(|p| out.extend_from_slice(p));
-            let r = self.write_all(&out, deadline);
+            let r = self.write_frame(&[&out], deadline, false);
             self.out = out;
             return r;
         }
-        let mut deadline = deadline;
-        for part in parts {
-            self.write_all(part, deadline)?;
-            deadline = Deadline::Never;
-        }
-        Ok(())
+        self.write_frame(parts, deadline, false)
     }
 
     fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
@@ -151,6 +212,7 @@ impl<T: ByteIo> LinkOps for StreamLink<T> {
                 self.buf.copy_within(self.start..self.end, 0);
                 (self.start, self.end) = (0, avail);
             }
+            self.flush_while_waiting(deadline)?;
             let n = self.io.read_fds(&mut self.buf[self.end..], deadline, &mut self.fd_batches)?;
             if n == 0 {
                 return Err(if self.end > self.start {
@@ -173,14 +235,15 @@ impl<T: ByteIo> LinkOps for StreamLink<T> {
         if len > self.max_frame.min(COALESCE) {
             return Err(LinkError::TooLarge { len, max: self.max_frame.min(COALESCE) });
         }
+        self.flush(deadline)?;
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         parts.iter().for_each(|p| out.extend_from_slice(p));
-        // The fds ride on the first byte; the rest of the frame follows whatever the deadline.
+        // The fds ride on the first byte; the rest of the frame follows like any frame's.
         let r = self
             .io
             .write_fds(&out, fds, deadline)
-            .and_then(|n| self.write_all(&out[n..], Deadline::Never));
+            .and_then(|n| self.write_frame(&[&out[n..]], Deadline::Now, true));
         self.out = out;
         r
     }
@@ -198,6 +261,10 @@ struct Truncated {
 }
 
 impl ByteIo for UdsStream {
+    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.as_fd(), self.as_fd())
+    }
+
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
         let r = match deadline {
             Deadline::Never => UdsStream::recv(self, buf),
@@ -354,6 +421,10 @@ fn tcp_error(op: &'static str, e: std::io::Error) -> LinkError {
 }
 
 impl ByteIo for TcpIo {
+    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.stream.as_fd(), self.stream.as_fd())
+    }
+
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
         self.prepare(deadline, false)?;
         loop {
@@ -385,6 +456,10 @@ pub struct PipeIo {
 }
 
 impl ByteIo for PipeIo {
+    fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.reader.as_fd(), self.writer.as_fd())
+    }
+
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
         use ipcx_sys::pipe::ReadError;
         let r = match deadline {
