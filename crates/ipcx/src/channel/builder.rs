@@ -456,7 +456,17 @@ impl Listener {
                     Link::UdsStream(StreamLink::new(stream, frame_max(&agreed)))
                 } else {
                     let setup = self.builder.setup(&self.namespace, &agreed, hs_deadline);
-                    transport::accept(t, stream, &setup).map_err(setup_err)?
+                    match transport::accept(t, stream, &setup) {
+                        Ok(link) => link,
+                        // The peer's fault (it vanished, stalled or sent garbage during the
+                        // setup): refused and counted, like a bad handshake.
+                        Err(
+                            ConnectError::Handshake(_)
+                            | ConnectError::PeerGone
+                            | ConnectError::Timeout,
+                        ) => return Ok(None),
+                        Err(e) => return Err(setup_err(e)),
+                    }
                 };
                 (link, agreed)
             }
