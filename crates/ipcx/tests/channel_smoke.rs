@@ -64,3 +64,25 @@ fn posix_mq() {
 fn sysv_msg() {
     round_trip(Transport::SysvMsg);
 }
+
+#[test]
+fn checksummed_messages_arrive_intact() {
+    for t in [Transport::Shm, Transport::UdsStream] {
+        let ns = Namespace::new(&ipcx_testkit::unique_name("crc")).unwrap();
+        let b = Channel::builder("crc", t).namespace(ns.clone()).checksum(true);
+        let mut listener = b.clone().listen().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut c = b.connect().unwrap();
+            for i in 0..100u32 {
+                c.send(&i.to_le_bytes().repeat(i as usize)).unwrap();
+            }
+        });
+        let mut s = listener.accept_timeout(Duration::from_secs(10)).unwrap();
+        for i in 0..100u32 {
+            assert_eq!(s.recv().unwrap(), i.to_le_bytes().repeat(i as usize));
+        }
+        client.join().unwrap();
+        drop((s, listener));
+        std::fs::remove_dir(ns.dir()).unwrap();
+    }
+}

@@ -55,6 +55,7 @@ pub struct ChannelBuilder {
     permissions: Permissions,
     tcp_addr: Option<SocketAddr>,
     spin: Duration,
+    checksum: bool,
 }
 
 impl ChannelBuilder {
@@ -70,6 +71,7 @@ impl ChannelBuilder {
             permissions: Permissions::OWNER_ONLY,
             tcp_addr: None,
             spin: DEFAULT_SPIN,
+            checksum: false,
         }
     }
 
@@ -127,6 +129,14 @@ impl ChannelBuilder {
     /// once).
     pub fn spin(mut self, spin: Duration) -> Self {
         self.spin = spin;
+        self
+    }
+
+    /// Sends a crc32c of every message's payload in its frame header (off by default: every
+    /// transport already delivers bytes intact; turn it on to detect corruption by a peer
+    /// or a shared-memory scribbler). Receivers check a checksum whenever one is present.
+    pub fn checksum(mut self, on: bool) -> Self {
+        self.checksum = on;
         self
     }
 
@@ -290,7 +300,8 @@ impl ChannelBuilder {
     /// The channel over an established link.
     fn channel(&self, link: Link, agreed: Agreed) -> Channel {
         let max = agreed.max_message as usize;
-        let core = Core::new(link, self.transport, max, max, self.send_mode);
+        let mut core = Core::new(link, self.transport, max, max, self.send_mode);
+        core.set_checksum(self.checksum);
         let peer =
             PeerInfo { pid: agreed.peer.pid, uid: agreed.peer.uid, contract: agreed.peer.contract };
         Channel { core, peer, contract: self.contract.clone() }

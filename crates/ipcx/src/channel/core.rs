@@ -82,6 +82,8 @@ pub(crate) struct Core {
     /// Largest payload we accept.
     max_recv: usize,
     mode: SendMode,
+    /// Whether data frames carry a crc32c of their payload.
+    checksum: bool,
     /// Sequence number of the last data frame sent.
     sent: u64,
     /// Sequence number of the last data frame received.
@@ -123,6 +125,7 @@ impl Core {
             max_send,
             max_recv,
             mode,
+            checksum: false,
             sent: 0,
             received: 0,
             pending: VecDeque::new(),
@@ -139,6 +142,12 @@ impl Core {
     /// The send mode of plain `send` calls.
     pub(crate) fn mode(&self) -> SendMode {
         self.mode
+    }
+
+    /// Makes data frames carry a crc32c of their payload (receivers check it whenever it
+    /// is there, whatever their own setting).
+    pub(crate) fn set_checksum(&mut self, on: bool) {
+        self.checksum = on;
     }
 
     /// Changes the send mode of plain `send` calls.
@@ -173,8 +182,13 @@ impl Core {
         if !fds.is_empty() {
             flags = flags | FrameFlags::FDS;
         }
-        let header =
-            FrameHeader { kind: FrameKind::Data, flags, len: msg.len() as u32, crc: 0, seq };
+        let crc = if self.checksum {
+            flags = flags | FrameFlags::CRC;
+            crate::frame::crc32c(msg)
+        } else {
+            0
+        };
+        let header = FrameHeader { kind: FrameKind::Data, flags, len: msg.len() as u32, crc, seq };
         let bytes = header.encode();
         let sent = if fds.is_empty() {
             self.link.send(&[&bytes, msg], deadline)
