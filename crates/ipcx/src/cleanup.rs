@@ -189,6 +189,9 @@ fn clean_one(
         },
         Liveness::Dead | Liveness::Missing => None,
     };
+    if token.is_some() {
+        let _ = std::fs::File::create(layout.cleaning(id));
+    }
     let record = std::fs::read(layout.record(id))
         .ok()
         .and_then(|b| serde_json::from_slice::<NodeRecord>(&b).ok());
@@ -232,6 +235,8 @@ fn clean_one(
     if let Some(token) = token {
         finish(token, &mut node, progress);
     }
+    // After the token: a leftover marker beside no token is swept up by the next cleaner.
+    let _ = node::remove_file(&layout.cleaning(id));
     Ok((!node.removed.is_empty() || !node.failures.is_empty()).then_some(node))
 }
 

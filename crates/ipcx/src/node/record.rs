@@ -5,6 +5,7 @@
 //! <nsdir>/nodes/<id>.token      liveness token (flock held for the node's life)
 //! <nsdir>/nodes/<id>.json       node record (NodeRecord)
 //! <nsdir>/nodes/<id>.resources  one JSON Resource per line, appended
+//! <nsdir>/nodes/<id>.cleaning   present while a cleaner removes a dead node's files
 //! <nsdir>/services/<name>.json  service descriptor
 //! ```
 
@@ -100,6 +101,12 @@ impl Layout {
         self.nodes.join(format!("{id}.resources"))
     }
 
+    /// The marker a cleaner of node `id` holds while it works: a token that looks alive
+    /// with this marker beside it belongs to a dead node being cleaned.
+    pub fn cleaning(&self, id: &NodeId) -> PathBuf {
+        self.nodes.join(format!("{id}.cleaning"))
+    }
+
     /// The descriptor path of service `name`.
     pub fn service(&self, name: &str) -> PathBuf {
         self.services.join(format!("{name}.json"))
@@ -111,7 +118,8 @@ impl Layout {
             .iter()
             .filter_map(|n| {
                 let (stem, ext) = n.rsplit_once('.')?;
-                matches!(ext, "token" | "json" | "resources").then(|| NodeId::parse(stem))?
+                matches!(ext, "token" | "json" | "resources" | "cleaning")
+                    .then(|| NodeId::parse(stem))?
             })
             .collect();
         ids.sort();

@@ -362,6 +362,8 @@ fn read_live(ns: &Namespace, layout: &Layout, name: &str) -> Result<ServiceDescr
         Err(e) => return Err(e),
     };
     match probe(layout.token(&desc.owner)) {
+        // A cleaner holds a dead owner's token while it removes the owner's services.
+        Ok(Liveness::Alive) if layout.cleaning(&desc.owner).exists() => Err(not_found()),
         Ok(Liveness::Alive) | Err(_) => Ok(desc),
         Ok(Liveness::Dead) => {
             crate::cleanup::clean_node_quietly(ns, &desc.owner);
