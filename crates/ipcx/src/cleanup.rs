@@ -190,7 +190,9 @@ fn clean_one(
         Liveness::Dead | Liveness::Missing => None,
     };
     if token.is_some() {
-        let _ = std::fs::File::create(layout.cleaning(id));
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut marker = std::fs::OpenOptions::new();
+        let _ = marker.write(true).create(true).mode(0o600).open(layout.cleaning(id));
     }
     let record = std::fs::read(layout.record(id))
         .ok()
