@@ -283,7 +283,7 @@ fn wait_for_service_sees_a_late_service() {
 #[test]
 fn namespaces_never_see_each_other() {
     let (a, b) = (TestNs::new("nodeiso"), TestNs::new("nodeiso"));
-    let (_pa, _) = spawn_owner(&a.0, "one");
+    let (mut pa, _) = spawn_owner(&a.0, "one");
     assert_eq!(list_nodes(&a.0).unwrap().len(), 1);
     assert_eq!(list_services(&a.0).unwrap().len(), 1);
     assert!(list_nodes(&b.0).unwrap().is_empty());
@@ -291,6 +291,8 @@ fn namespaces_never_see_each_other() {
     assert!(matches!(Service::open(&b.0, "svc-one").unwrap_err(), OpenError::NotFound { .. }));
     assert!(clean(&b.0, false).unwrap().nodes.is_empty());
     assert!(Service::open(&a.0, "svc-one").is_ok());
+    pa.close_stdin();
+    pa.wait_success();
 }
 
 #[test]
@@ -298,7 +300,7 @@ fn concurrent_cleaners_clean_each_dead_node_exactly_once() {
     const N: usize = 5;
     let t = TestNs::new("nodeconc");
     let ns = &t.0;
-    let (_live_peer, live) = spawn_owner(ns, "live");
+    let (mut live_peer, live) = spawn_owner(ns, "live");
     // All alive first: creating a node cleans up after dead ones.
     let mut victims = Vec::new();
     let mut peers = Vec::new();
@@ -345,6 +347,13 @@ fn concurrent_cleaners_clean_each_dead_node_exactly_once() {
     for c in &mut cleaners {
         c.wait_success();
     }
+    // Clean exits remove the survivors' resources (a kill would leave them to `clean`).
+    for p in [&mut live_peer, &mut restart] {
+        p.close_stdin();
+        p.wait_success();
+    }
+    assert_eq!(live.present(), [false; 3]);
+    assert_eq!(reborn.present(), [false; 3]);
 }
 
 #[test]
