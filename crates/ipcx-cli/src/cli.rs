@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "ipcx", version, about)]
 pub struct Cli {
+    /// Namespace of services and nodes (default: $IPCX_NAMESPACE, else "default").
+    #[arg(long, global = true, value_name = "NS")]
+    pub namespace: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -18,6 +21,12 @@ pub enum Command {
     Doctor,
     /// Measure latency and throughput between two processes.
     Bench(BenchArgs),
+    /// List services and nodes, with liveness.
+    Ls(LsArgs),
+    /// Show a service's descriptor and whether its owner is alive.
+    Inspect(InspectArgs),
+    /// Remove what dead nodes left behind (resources, services, records).
+    Clean(CleanArgs),
     /// Internal: the far side of a benchmark, started by `ipcx bench`.
     #[command(hide = true, name = "__bench-peer")]
     BenchPeer(BenchPeerArgs),
@@ -69,4 +78,27 @@ pub struct BenchPeerArgs {
     /// CPU to pin to, if any.
     #[arg(long)]
     pub cpu: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The service name.
+    pub service: String,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
 }

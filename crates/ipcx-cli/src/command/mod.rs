@@ -1,7 +1,10 @@
 //! One file per verb.
 
 mod bench;
+mod clean;
 mod doctor;
+mod inspect;
+mod ls;
 
 use std::fmt;
 
@@ -24,7 +27,29 @@ impl std::error::Error for UsageError {}
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Doctor => doctor::run(),
+        Command::Ls(args) => ls::run(&namespace(cli.namespace)?, &args),
+        Command::Inspect(args) => inspect::run(&namespace(cli.namespace)?, &args),
+        Command::Clean(args) => clean::run(&namespace(cli.namespace)?, &args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::run_peer(args),
+    }
+}
+
+/// The namespace of `--namespace`, else of `IPCX_NAMESPACE`, else "default".
+fn namespace(flag: Option<String>) -> anyhow::Result<ipcx::Namespace> {
+    let ns = match flag {
+        Some(name) => ipcx::Namespace::new(&name),
+        None => ipcx::Namespace::from_env(),
+    };
+    ns.map_err(|e| UsageError(format!("--namespace: {e}")).into())
+}
+
+/// How `ls` and `inspect` spell a liveness.
+fn liveness(l: ipcx::discovery::Liveness) -> &'static str {
+    use ipcx::discovery::Liveness;
+    match l {
+        Liveness::Alive => "alive",
+        Liveness::Dead => "dead",
+        Liveness::Missing => "gone",
     }
 }
