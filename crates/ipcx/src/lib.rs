@@ -10,6 +10,7 @@ pub mod contract;
 pub mod frame;
 pub mod handshake;
 pub mod namespace;
+pub mod rpc;
 
 pub use channel::{Channel, ChannelBuilder, Listener, RecvError, SendError, SendMode, Transport};
 pub use codec::{decode, encode, DecodeError, EncodeError};
