@@ -1,7 +1,9 @@
 //! One file per verb.
 
 mod bench;
+mod call;
 mod doctor;
+mod serve;
 
 use std::fmt;
 
@@ -26,5 +28,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor => doctor::run(),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::run_peer(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Call(args) => call::run(args),
     }
+}
+
+/// The transport named `name`, or a usage error.
+fn transport(name: &str) -> anyhow::Result<ipcx::Transport> {
+    name.parse().map_err(|e: ipcx::channel::UnknownTransport| UsageError(e.to_string()).into())
+}
+
+/// The namespace `name`, or the default one.
+fn namespace(name: Option<&str>) -> anyhow::Result<ipcx::Namespace> {
+    let ns = match name {
+        Some(name) => ipcx::Namespace::new(name),
+        None => ipcx::Namespace::from_env(),
+    };
+    ns.map_err(|e| UsageError(e.to_string()).into())
 }

@@ -32,8 +32,10 @@ pub const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 const SLICE: Duration = Duration::from_millis(50);
 
 /// The handler every connection thread runs (unary handlers are wrapped into this form).
-type Handler<Req, Resp> =
-    Arc<dyn Fn(Req, &mut Responder<'_, Resp>) -> Result<(), String> + Send + Sync>;
+type HandlerFn<Req, Resp> =
+    dyn Fn(Req, &mut Responder<'_, Resp>) -> Result<(), String> + Send + Sync;
+/// A shared [`HandlerFn`].
+type Handler<Req, Resp> = Arc<HandlerFn<Req, Resp>>;
 
 /// A bound RPC service, not serving yet: start it with [`serve`](Self::serve) or
 /// [`serve_stream`](Self::serve_stream).
@@ -226,7 +228,7 @@ fn accept_loop<Req: Payload, Resp: Payload>(
 /// Serves one client until it leaves, breaks the protocol, or the server stops.
 fn serve_connection<Req: Payload, Resp: Payload>(
     ch: Channel,
-    handler: &(dyn Fn(Req, &mut Responder<'_, Resp>) -> Result<(), String> + Send + Sync),
+    handler: &HandlerFn<Req, Resp>,
     stop: &AtomicBool,
 ) {
     let mut conn = Conn { ch, session: ServerSession::new(), buf: Vec::new(), gone: false };
