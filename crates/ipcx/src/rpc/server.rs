@@ -401,7 +401,9 @@ impl<Resp: Payload> Responder<'_, Resp> {
         if self.state == State::Ended {
             return Err(RespondError::Ended);
         }
-        if self.is_cancelled() {
+        // Only a stream looks for a Cancel before each part (it costs a receive attempt); a
+        // last envelope goes out anyway, and the client drops it if it gave up.
+        if kind == Kind::ResponseChunk && self.is_cancelled() {
             return Err(if self.conn.gone {
                 RespondError::ClientGone
             } else {

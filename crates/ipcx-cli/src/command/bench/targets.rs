@@ -251,7 +251,7 @@ mod tests {
             ..Report::default()
         };
         let r = evaluate(&report);
-        assert_eq!(r.len(), 4 + Transport::ALL.len());
+        assert_eq!(r.len(), 4 + Transport::ALL.len() + 1, "shm, chan, rpc");
         assert!((r[0].value.unwrap() - 1.3).abs() < 1e-9 && r[0].pass);
         assert!(r[1].value.unwrap() > 1.1 && !r[1].pass);
         assert_eq!((r[2].value, r[2].pass), (None, false));
