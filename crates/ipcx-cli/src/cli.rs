@@ -27,6 +27,10 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Remove what dead nodes left behind (resources, services, records).
     Clean(CleanArgs),
+    /// Serve request/response calls under a service name (e.g. an echo server).
+    Serve(ServeArgs),
+    /// Call a request/response service once and print the reply.
+    Call(CallArgs),
     /// Internal: the far side of a benchmark, started by `ipcx bench`.
     #[command(hide = true, name = "__bench-peer")]
     BenchPeer(BenchPeerArgs),
@@ -101,4 +105,34 @@ pub struct CleanArgs {
     /// Only print what would be removed.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Service name (letters, digits, '.', '_', '-').
+    pub service: String,
+    /// Answer every request with the request itself.
+    #[arg(long)]
+    pub echo: bool,
+    /// Transport (shm, uds-stream, uds-seqpacket, pipe, fifo, posix-mq, sysv-msg, tcp).
+    #[arg(long, default_value = "shm")]
+    pub transport: String,
+    /// Also stop, cleanly, when standard input reaches end of file (otherwise serve until
+    /// interrupted).
+    #[arg(long)]
+    pub until_eof: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CallArgs {
+    /// Service name.
+    pub service: String,
+    /// The request, sent as a UTF-8 string.
+    pub text: String,
+    /// Give up after this many milliseconds (connecting included).
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    pub timeout: u64,
+    /// Transport (shm, uds-stream, uds-seqpacket, pipe, fifo, posix-mq, sysv-msg, tcp).
+    #[arg(long, default_value = "shm")]
+    pub transport: String,
 }

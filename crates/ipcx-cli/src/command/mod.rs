@@ -1,10 +1,12 @@
 //! One file per verb.
 
 mod bench;
+mod call;
 mod clean;
 mod doctor;
 mod inspect;
 mod ls;
+mod serve;
 
 use std::fmt;
 
@@ -32,6 +34,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Clean(args) => clean::run(&namespace(cli.namespace)?, &args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::run_peer(args),
+        Command::Serve(args) => serve::run(args, namespace(cli.namespace.clone())?),
+        Command::Call(args) => call::run(args, namespace(cli.namespace.clone())?),
     }
 }
 
@@ -52,4 +56,9 @@ fn liveness(l: ipcx::discovery::Liveness) -> &'static str {
         Liveness::Dead => "dead",
         Liveness::Missing => "gone",
     }
+}
+
+/// The transport named `name`, or a usage error.
+fn transport(name: &str) -> anyhow::Result<ipcx::Transport> {
+    name.parse().map_err(|e: ipcx::channel::UnknownTransport| UsageError(e.to_string()).into())
 }

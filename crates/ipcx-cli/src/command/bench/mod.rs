@@ -15,6 +15,7 @@ mod floors;
 mod harness;
 mod peer;
 mod report;
+mod rpc;
 mod shm;
 mod stats;
 mod targets;
@@ -45,7 +46,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let all: Vec<Entry> = if args.raw {
         floors::ALL.to_vec()
     } else {
-        floors::ALL.iter().chain(shm::ALL).chain(chan::ALL).copied().collect()
+        floors::ALL.iter().chain(shm::ALL).chain(chan::ALL).chain(rpc::ALL).copied().collect()
     };
     let mut entries = select(&all, &args.filter)?;
     if let Some(transports) = &transports {

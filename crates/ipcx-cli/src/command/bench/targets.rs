@@ -9,6 +9,7 @@
 //! | `shm.throughput` 64 B msgs/s | ≥ 15 M |
 //! | `chan.shm` 64 B p50 / `shm.block` 64 B p50 | ≤ 1.10 |
 //! | `chan.<t>` 64 B p50 / `floor.<t>` 64 B p50, for the seven other transports | ≤ 1.10 |
+//! | `rpc.shm.spin` 64 B round trip (2 × p50) / `shm.spin` 64 B p50 | ≤ 2.2 |
 //!
 //! The channel API may cost at most 10% over the primitive it runs on: the frame header and
 //! the sequence number, not a second copy or a second system call per message.
@@ -84,7 +85,8 @@ static CHAN_TARGETS: &[(Transport, &str, &str, &str)] = chan_targets![
     Tcp "tcp" over "floor.tcp",
 ];
 
-/// Every target, evaluated on `report`: the four of the shm entries, then one per chan entry.
+/// Every target, evaluated on `report`: the four of the shm entries, one per chan entry, and
+/// the rpc round trip.
 pub fn evaluate(report: &Report) -> Vec<Ratio> {
     let get = |name: &str, size: usize, pick: fn(&Row) -> Option<f64>| -> Measure {
         report
@@ -131,6 +133,15 @@ pub fn evaluate(report: &Report) -> Vec<Ratio> {
         let value = over(p50(chan, SMALL), p50(floor, SMALL));
         Ratio::new(Some(t), name, value, Bound::AtMost, CHAN_OVER_FLOOR)
     }));
+    // A row shows half a round trip; the rpc target is about the whole one.
+    let rpc_round_trip = p50("rpc.shm.spin", SMALL).map(|half| 2.0 * half);
+    ratios.push(Ratio::new(
+        shm,
+        "rpc.shm.spin 64 B round trip / shm.spin 64 B p50",
+        over(rpc_round_trip, p50("shm.spin", SMALL)),
+        Bound::AtMost,
+        2.2,
+    ));
     ratios
 }
 
@@ -240,7 +251,7 @@ mod tests {
             ..Report::default()
         };
         let r = evaluate(&report);
-        assert_eq!(r.len(), 4 + Transport::ALL.len());
+        assert_eq!(r.len(), 4 + Transport::ALL.len() + 1, "shm, chan, rpc");
         assert!((r[0].value.unwrap() - 1.3).abs() < 1e-9 && r[0].pass);
         assert!(r[1].value.unwrap() > 1.1 && !r[1].pass);
         assert_eq!((r[2].value, r[2].pass), (None, false));

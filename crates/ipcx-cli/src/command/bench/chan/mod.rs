@@ -64,13 +64,13 @@ static POSIX_MQ: Chan = Chan::new("chan.posix-mq", Transport::PosixMq);
 static SYSV_MSG: Chan = Chan::new("chan.sysv-msg", Transport::SysvMsg);
 static TCP: Chan = Chan::new("chan.tcp", Transport::Tcp);
 
-/// The transport an entry measures: `<t>` for `chan.<t>…` and `floor.<t>`, `shm` for the
-/// `shm.*` entries; `None` for floors of primitives that are no transport (futex, spin, …).
+/// The transport an entry measures: `<t>` for `chan.<t>…`, `rpc.<t>…` and `floor.<t>`, `shm`
+/// for the `shm.*` entries; `None` for floors of primitives that are no transport (futex, spin, …).
 pub fn transport_of(entry: &str) -> Option<Transport> {
     if entry.starts_with("shm.") {
         return Some(Transport::Shm);
     }
-    let rest = entry.strip_prefix("chan.").or_else(|| entry.strip_prefix("floor."))?;
+    let rest = ["chan.", "rpc.", "floor."].iter().find_map(|p| entry.strip_prefix(p))?;
     rest.split('.').next()?.parse().ok()
 }
 
@@ -140,6 +140,7 @@ mod tests {
     #[test]
     fn entries_map_to_their_transport() {
         assert_eq!(transport_of("chan.shm.spin"), Some(Transport::Shm));
+        assert_eq!(transport_of("rpc.shm.spin"), Some(Transport::Shm));
         assert_eq!(transport_of("chan.posix-mq"), Some(Transport::PosixMq));
         assert_eq!(transport_of("floor.uds-seqpacket"), Some(Transport::UdsSeqpacket));
         assert_eq!(transport_of("shm.block"), Some(Transport::Shm));

@@ -1,0 +1,175 @@
+//! The `rpc.*` entries: request/response round trips through [`ipcx::rpc`] between two
+//! processes, in the same run as the `shm.*` rows they are held to.
+//!
+//! | entry | receive | held to (see [`targets`](super::targets)) |
+//! |---|---|---|
+//! | `rpc.shm` | parks at once (`.spin(Duration::ZERO)`) | — |
+//! | `rpc.shm.spin` | busy-polls ([`LONG_SPIN`](super::chan::LONG_SPIN)) | round trip ≤ 2.2 × `shm.spin` one-way p50 |
+//!
+//! The bench process is the client ([`RawRpcClient`]: `start` then `wait`, the request and
+//! the echoed response of the row's size); the peer process binds an [`RpcServer`] echoing
+//! raw bytes in a fresh namespace the bench names (the `--rendezvous`), so a round trip
+//! crosses the server's accept-and-connection-thread design exactly as an application's
+//! does. Like every entry, a row shows half the round trip; the target doubles it back.
+//! The peer's harness loop only counts the requests the server handled (it polls a counter
+//! every [`POLL`], off the measured path). Latency only, no throughput row.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ipcx::channel::{Channel as IpcxChannel, ChannelBuilder, Transport};
+use ipcx::rpc::{CallId, Raw, RawRpcClient, RpcServer, ServerHandle};
+use ipcx::Namespace;
+
+use super::chan::LONG_SPIN;
+use super::floors::{random_u64, Channel, Endpoint, Entry, Floor, PeerIo};
+
+/// The service name inside the namespace.
+const NAME: &str = "bench-rpc";
+/// Sizes of the `rpc.*` entries when `--sizes` is not given.
+const SIZES: &[usize] = &[64];
+/// How long the bench's connect waits for the peer's server.
+const CONNECT_WITHIN: Duration = Duration::from_secs(10);
+/// How long a measured call may take before the entry fails.
+const CALL_WITHIN: Duration = Duration::from_secs(10);
+/// How often the peer's harness loop looks at the count of handled requests.
+const POLL: Duration = Duration::from_millis(2);
+/// Bytes of the rpc envelope header in front of each message.
+const ENVELOPE: usize = ipcx::rpc::envelope::HEADER_LEN;
+/// ipcx's default largest message.
+const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
+
+/// Every rpc entry.
+pub static ALL: &[Entry] = &[Entry::Ready(&SHM), Entry::Ready(&SHM_SPIN)];
+
+static SHM: Rpc = Rpc { name: "rpc.shm", spin: Duration::ZERO };
+static SHM_SPIN: Rpc = Rpc { name: "rpc.shm.spin", spin: LONG_SPIN };
+
+/// One rpc entry: a name and the receive spin of both sides.
+#[derive(Debug)]
+struct Rpc {
+    name: &'static str,
+    spin: Duration,
+}
+
+impl Rpc {
+    /// Either side's channel builder for `size`-byte messages.
+    fn builder(&self, ns: &Namespace, size: usize) -> ChannelBuilder {
+        let b = IpcxChannel::builder(NAME, Transport::Shm).namespace(ns.clone()).spin(self.spin);
+        if size + ENVELOPE > DEFAULT_MAX_MESSAGE {
+            b.max_message(size + ENVELOPE)
+        } else {
+            b
+        }
+    }
+}
+
+impl Floor for Rpc {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn measures_throughput(&self) -> bool {
+        false
+    }
+
+    fn default_sizes(&self) -> &'static [usize] {
+        SIZES
+    }
+
+    fn create(&self, size: usize) -> Result<Channel> {
+        let scratch = Scratch::new()?;
+        let rendezvous = scratch.ns.name().to_owned();
+        let builder = self.builder(&scratch.ns, size);
+        let channel = Channel::connect_with(move |_peer| {
+            let client = RawRpcClient::connect_with(builder, CONNECT_WITHIN)
+                .context("cannot connect to the peer's rpc server")?;
+            Ok(Box::new(ClientEnd { client, call: None, _scratch: scratch }))
+        });
+        Ok(channel.rendezvous(rendezvous))
+    }
+
+    fn open(&self, size: usize, io: PeerIo) -> Result<Box<dyn Endpoint>> {
+        let ns = Namespace::new(io.rendezvous()?).context("the bench's namespace is invalid")?;
+        let handled = Arc::new(AtomicU64::new(0));
+        let count = handled.clone();
+        let server = RpcServer::<Raw, Raw>::bind_with(self.builder(&ns, size))
+            .context("cannot bind the rpc server")?
+            .serve(move |req| {
+                // SYNC: none needed; the harness loop only needs the count eventually.
+                count.fetch_add(1, Ordering::Relaxed);
+                Ok(req)
+            });
+        Ok(Box::new(ServerEnd { _server: server, handled, seen: 0 }))
+    }
+}
+
+/// A fresh namespace whose runtime directory is removed on drop.
+#[derive(Debug)]
+struct Scratch {
+    ns: Namespace,
+}
+
+impl Scratch {
+    fn new() -> Result<Scratch> {
+        let name = format!("ipcx-bench-{}-{:016x}", std::process::id(), random_u64());
+        Ok(Scratch { ns: Namespace::new(&name).context("cannot name the bench's namespace")? })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        // The directory is this process's own (random name, made for this entry).
+        let _ = std::fs::remove_dir_all(self.ns.dir());
+    }
+}
+
+/// The bench's side: one call per round trip (declared before the scratch namespace, so
+/// dropped before it).
+#[derive(Debug)]
+struct ClientEnd {
+    client: RawRpcClient,
+    call: Option<CallId>,
+    _scratch: Scratch,
+}
+
+impl Endpoint for ClientEnd {
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.call = Some(self.client.start(msg, Some(CALL_WITHIN)).context("call failed")?);
+        Ok(())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Result<u64> {
+        let Some(id) = self.call.take() else { bail!("a response awaited without a call") };
+        let resp = self.client.wait(id, None).context("call failed")?;
+        if resp.len() != buf.len() {
+            bail!("a response of {} bytes to a {}-byte request", resp.len(), buf.len());
+        }
+        Ok(1)
+    }
+}
+
+/// The peer's side: the server answers on its own threads; the harness loop counts.
+#[derive(Debug)]
+struct ServerEnd {
+    _server: ServerHandle,
+    handled: Arc<AtomicU64>,
+    seen: u64,
+}
+
+impl Endpoint for ServerEnd {
+    fn send(&mut self, _msg: &[u8]) -> Result<()> {
+        // The server thread has answered already.
+        Ok(())
+    }
+
+    fn recv(&mut self, _buf: &mut [u8]) -> Result<u64> {
+        while self.handled.load(Ordering::Relaxed) <= self.seen {
+            std::thread::sleep(POLL);
+        }
+        self.seen += 1;
+        Ok(1)
+    }
+}

@@ -1,0 +1,39 @@
+//! `ipcx serve SERVICE --echo`: a request/response server for UTF-8 string messages.
+//!
+//! Prints `serving SERVICE on TRANSPORT in namespace NS` once clients can connect, then
+//! serves until interrupted, or (with `--until-eof`) until standard input is closed.
+
+use std::io::Write;
+
+use anyhow::Context;
+use ipcx::rpc::RpcServer;
+
+use super::UsageError;
+use crate::cli::ServeArgs;
+
+/// Runs the server.
+pub fn run(args: ServeArgs, ns: ipcx::Namespace) -> anyhow::Result<()> {
+    if !args.echo {
+        return Err(UsageError(
+            "say what to serve: --echo (answer each request with itself)".into(),
+        )
+        .into());
+    }
+    let transport = super::transport(&args.transport)?;
+    let server = RpcServer::<String, String>::bind(&ns, &args.service, transport)?;
+    let handle = server.serve(Ok);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "serving {} on {transport} in namespace {ns}", args.service)
+        .and_then(|()| out.flush())
+        .context("writing to standard output")?;
+    drop(out);
+    if args.until_eof {
+        // Read and discard until end of file (or a read error: nobody can talk to us then).
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        handle.shutdown(ipcx::rpc::DEFAULT_SHUTDOWN_WAIT);
+        return Ok(());
+    }
+    loop {
+        std::thread::park();
+    }
+}

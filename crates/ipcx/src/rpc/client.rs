@@ -1,0 +1,441 @@
+//! RPC clients: one connection, used by one thread, with any number of calls in flight.
+
+use std::marker::PhantomData;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::envelope::{self, Kind};
+use super::session::{CallId, ClientSession, Event, WrongDirection};
+use super::{rpc_contract, CallError, Payload, Raw, RpcConnectError};
+use crate::channel::{Channel, ChannelBuilder, ConnectError, RecvError, SendError, SendMode};
+use crate::codec::EncodeError;
+use crate::namespace::Namespace;
+use crate::Transport;
+
+/// First pause of [`RpcClient::connect_with_backoff`]; it doubles after each failed attempt.
+const BACKOFF_START: Duration = Duration::from_millis(10);
+/// Longest pause of [`RpcClient::connect_with_backoff`].
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// How long a request send waits for incoming responses while the channel is full.
+const FULL_PAUSE: Duration = Duration::from_millis(1);
+
+/// A typed RPC client: requests `Req`, responses `Resp`.
+pub struct RpcClient<Req: Payload, Resp: Payload> {
+    core: Core,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+/// An untyped RPC client: bytes in, bytes out (contract `rpc:ipcx.raw/ipcx.raw`).
+#[derive(Debug)]
+pub struct RawRpcClient {
+    inner: RpcClient<Raw, Raw>,
+}
+
+/// The untyped machinery under both clients.
+struct Core {
+    ch: Channel,
+    session: ClientSession,
+    buf: Vec<u8>,
+    gone: bool,
+}
+
+impl<Req: Payload, Resp: Payload> RpcClient<Req, Resp> {
+    /// Connects to the service `name` over `transport` in `ns`, waiting at most `timeout`.
+    pub fn connect(
+        ns: &Namespace,
+        name: &str,
+        transport: Transport,
+        timeout: Duration,
+    ) -> Result<Self, RpcConnectError> {
+        Self::connect_with(Channel::builder(name, transport).namespace(ns.clone()), timeout)
+    }
+
+    /// Connects with a channel builder's options (its contract is replaced by
+    /// [`rpc_contract::<Req, Resp>`](rpc_contract)), waiting at most `timeout`.
+    pub fn connect_with(
+        builder: ChannelBuilder,
+        timeout: Duration,
+    ) -> Result<Self, RpcConnectError> {
+        let ch = builder.contract(rpc_contract::<Req, Resp>()?).connect_timeout(timeout)?;
+        Ok(Self::from_channel(ch))
+    }
+
+    /// Connects, retrying while nobody serves the name yet (or the server is restarting),
+    /// with pauses of 10 ms doubling up to 500 ms, until `max_wait` has passed.
+    pub fn connect_with_backoff(
+        builder: ChannelBuilder,
+        max_wait: Duration,
+    ) -> Result<Self, RpcConnectError> {
+        let builder = builder.contract(rpc_contract::<Req, Resp>()?);
+        let start = Instant::now();
+        let mut pause = BACKOFF_START;
+        loop {
+            let left = max_wait.saturating_sub(start.elapsed()).max(Duration::from_millis(1));
+            match builder.clone().connect_timeout(left) {
+                Ok(ch) => return Ok(Self::from_channel(ch)),
+                Err(ConnectError::NoListener { .. } | ConnectError::PeerGone)
+                    if start.elapsed() + pause < max_wait =>
+                {
+                    thread::sleep(pause);
+                    pause = (pause * 2).min(BACKOFF_MAX);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A client over an established channel (whose contract must be the RPC contract).
+    fn from_channel(ch: Channel) -> Self {
+        let core = Core { ch, session: ClientSession::new(), buf: Vec::new(), gone: false };
+        RpcClient { core, _types: PhantomData }
+    }
+
+    /// The channel underneath (transport, peer, limits).
+    pub fn channel(&self) -> &Channel {
+        &self.core.ch
+    }
+
+    /// Whether the server is known to be gone (every call fails with
+    /// [`CallError::ServerGone`]; reconnect).
+    pub fn is_gone(&self) -> bool {
+        self.core.gone
+    }
+
+    /// Calls in flight (started, result not yet taken).
+    pub fn in_flight(&self) -> usize {
+        self.core.session.in_flight()
+    }
+
+    /// Sends `req` and waits for its response, at most `timeout`.
+    pub fn call(&mut self, req: &Req, timeout: Duration) -> Result<Resp, CallError> {
+        let id = self.start(req, Some(timeout))?;
+        self.wait(id, None)
+    }
+
+    /// Sends `req` and returns at once; the call ends after `timeout` (`None`: when the
+    /// server answers or dies). Collect the response with [`wait`](Self::wait) or
+    /// [`poll`](Self::poll), in any order.
+    pub fn start(&mut self, req: &Req, timeout: Option<Duration>) -> Result<CallId, CallError> {
+        self.core.start_with(timeout, |out| req.encode(out))
+    }
+
+    /// Waits for the response of call `id`, at most `timeout` (`None`: until the call's own
+    /// deadline). [`CallError::Pending`] if `timeout` passed first: the call stays in flight.
+    pub fn wait(&mut self, id: CallId, timeout: Option<Duration>) -> Result<Resp, CallError> {
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
+        let event = self.core.wait_event(id, until)?;
+        self.core.unary(id, event)
+    }
+
+    /// The response of call `id` if it is there now (after taking in whatever arrived).
+    pub fn poll(&mut self, id: CallId) -> Result<Option<Resp>, CallError> {
+        self.core.drain();
+        match self.wait(id, Some(Duration::ZERO)) {
+            Err(CallError::Pending) => Ok(None),
+            r => r.map(Some),
+        }
+    }
+
+    /// Gives up on call `id`: its response will be dropped; the server is sent a Cancel.
+    pub fn forget(&mut self, id: CallId) {
+        if self.core.session.forget(id) {
+            self.core.send_cancel(id);
+        }
+    }
+
+    /// Sends `req` and iterates over its streamed response until the server ends it; the
+    /// whole stream must arrive within `timeout`. A unary response is a stream of one.
+    /// Dropping the iterator early cancels the call.
+    pub fn call_stream(
+        &mut self,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<CallStream<'_, Resp>, CallError> {
+        let id = self.start(req, Some(timeout))?;
+        Ok(CallStream { core: &mut self.core, id, done: false, _type: PhantomData })
+    }
+}
+
+impl<Req: Payload, Resp: Payload> std::fmt::Debug for RpcClient<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcClient")
+            .field("channel", &self.core.ch)
+            .field("in_flight", &self.core.session.in_flight())
+            .field("gone", &self.core.gone)
+            .finish()
+    }
+}
+
+impl RawRpcClient {
+    /// Connects (see [`RpcClient::connect`]).
+    pub fn connect(
+        ns: &Namespace,
+        name: &str,
+        transport: Transport,
+        timeout: Duration,
+    ) -> Result<Self, RpcConnectError> {
+        Ok(RawRpcClient { inner: RpcClient::connect(ns, name, transport, timeout)? })
+    }
+
+    /// Connects with a builder's options (see [`RpcClient::connect_with`]).
+    pub fn connect_with(
+        builder: ChannelBuilder,
+        timeout: Duration,
+    ) -> Result<Self, RpcConnectError> {
+        Ok(RawRpcClient { inner: RpcClient::connect_with(builder, timeout)? })
+    }
+
+    /// Connects with backoff (see [`RpcClient::connect_with_backoff`]).
+    pub fn connect_with_backoff(
+        builder: ChannelBuilder,
+        max_wait: Duration,
+    ) -> Result<Self, RpcConnectError> {
+        Ok(RawRpcClient { inner: RpcClient::connect_with_backoff(builder, max_wait)? })
+    }
+
+    /// Sends `req` and waits for the response, at most `timeout`.
+    pub fn call(&mut self, req: &[u8], timeout: Duration) -> Result<Vec<u8>, CallError> {
+        let id = self.start(req, Some(timeout))?;
+        self.wait(id, None)
+    }
+
+    /// Sends `req` (see [`RpcClient::start`]).
+    pub fn start(&mut self, req: &[u8], timeout: Option<Duration>) -> Result<CallId, CallError> {
+        self.inner.core.start_with(timeout, |out| {
+            out.extend_from_slice(req);
+            Ok(())
+        })
+    }
+
+    /// Waits for a response (see [`RpcClient::wait`]).
+    pub fn wait(&mut self, id: CallId, timeout: Option<Duration>) -> Result<Vec<u8>, CallError> {
+        self.inner.wait(id, timeout).map(|Raw(v)| v)
+    }
+
+    /// Takes a response if it is there (see [`RpcClient::poll`]).
+    pub fn poll(&mut self, id: CallId) -> Result<Option<Vec<u8>>, CallError> {
+        self.inner.poll(id).map(|r| r.map(|Raw(v)| v))
+    }
+
+    /// Gives up on a call (see [`RpcClient::forget`]).
+    pub fn forget(&mut self, id: CallId) {
+        self.inner.forget(id);
+    }
+
+    /// A streamed call (see [`RpcClient::call_stream`]).
+    pub fn call_stream(
+        &mut self,
+        req: &[u8],
+        timeout: Duration,
+    ) -> Result<impl Iterator<Item = Result<Vec<u8>, CallError>> + '_, CallError> {
+        let id = self.start(req, Some(timeout))?;
+        let stream: CallStream<'_, Raw> =
+            CallStream { core: &mut self.inner.core, id, done: false, _type: PhantomData };
+        Ok(stream.map(|r| r.map(|Raw(v)| v)))
+    }
+
+    /// The typed client underneath (`Raw` messages).
+    pub fn typed(&mut self) -> &mut RpcClient<Raw, Raw> {
+        &mut self.inner
+    }
+}
+
+/// The responses of a streamed call, in order; ends after the last one. Dropping it early
+/// cancels the call.
+pub struct CallStream<'a, Resp: Payload> {
+    core: &'a mut Core,
+    id: CallId,
+    done: bool,
+    _type: PhantomData<fn() -> Resp>,
+}
+
+impl<Resp: Payload> Iterator for CallStream<'_, Resp> {
+    type Item = Result<Resp, CallError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let event = self.core.wait_event(self.id, None);
+        self.done = !matches!(event, Ok(Event::Chunk(_)));
+        match event.and_then(outcome) {
+            Ok(Some(p)) => Some(Resp::from_vec(p).map_err(CallError::Decode)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+impl<Resp: Payload> Drop for CallStream<'_, Resp> {
+    fn drop(&mut self) {
+        if !self.done && self.core.session.forget(self.id) {
+            self.core.send_cancel(self.id);
+        }
+    }
+}
+
+impl<Resp: Payload> std::fmt::Debug for CallStream<'_, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallStream").field("id", &self.id).field("done", &self.done).finish()
+    }
+}
+
+/// An event's response bytes (`Some`), end of stream (`None`), or failure.
+fn outcome(event: Event) -> Result<Option<Vec<u8>>, CallError> {
+    match event {
+        Event::Response(p) | Event::Chunk(p) => Ok(Some(p)),
+        Event::End => Ok(None),
+        Event::Error { code, text } => Err(CallError::Remote { code, message: text }),
+        Event::Timeout => Err(CallError::Timeout),
+        Event::Gone => Err(CallError::ServerGone),
+    }
+}
+
+impl Core {
+    /// Starts a call whose request `write` appends.
+    fn start_with(
+        &mut self,
+        timeout: Option<Duration>,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+    ) -> Result<CallId, CallError> {
+        if self.gone {
+            return Err(CallError::ServerGone);
+        }
+        self.buf.clear();
+        let id = self.session.start(Instant::now(), timeout, &mut self.buf);
+        if let Err(e) = write(&mut self.buf) {
+            self.session.forget(id);
+            return Err(CallError::Encode(e));
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        // Never block on a full channel while the server may be blocked on us: take in
+        // responses between attempts.
+        loop {
+            match self.ch.send_with(&self.buf, SendMode::Buffered, Some(Duration::ZERO)) {
+                Ok(()) => return Ok(id),
+                Err(SendError::Full) if deadline.is_none_or(|d| Instant::now() < d) => {
+                    self.recv_one(Some(FULL_PAUSE));
+                    if self.gone {
+                        self.session.forget(id);
+                        return Err(CallError::ServerGone);
+                    }
+                }
+                Err(SendError::Full | SendError::Timeout) => {
+                    self.session.forget(id);
+                    return Err(CallError::Timeout);
+                }
+                Err(SendError::PeerGone | SendError::Broken(_)) => {
+                    self.die();
+                    self.session.forget(id);
+                    return Err(CallError::ServerGone);
+                }
+                Err(e) => {
+                    self.session.forget(id);
+                    return Err(CallError::Send(e));
+                }
+            }
+        }
+    }
+
+    /// The next event of call `id`, waiting until `until` (`None`: the call's deadline).
+    fn wait_event(&mut self, id: CallId, until: Option<Instant>) -> Result<Event, CallError> {
+        loop {
+            if let Some(event) = self.session.take(id) {
+                return Ok(event);
+            }
+            if !self.session.is_known(id) {
+                return Err(CallError::UnknownCall(id));
+            }
+            let now = Instant::now();
+            if self.expire(now) {
+                continue;
+            }
+            if until.is_some_and(|u| u <= now) {
+                return Err(CallError::Pending);
+            }
+            let end = match (until, self.session.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            self.recv_one(end.map(|e| e.saturating_duration_since(now)));
+        }
+    }
+
+    /// A unary call's result from its event.
+    fn unary<Resp: Payload>(&mut self, id: CallId, event: Event) -> Result<Resp, CallError> {
+        // A streaming handler may answer a plain call: take its first chunk, cancel the rest.
+        if matches!(event, Event::Chunk(_)) && self.session.forget(id) {
+            self.send_cancel(id);
+        }
+        match outcome(event)? {
+            Some(p) => Resp::from_vec(p).map_err(CallError::Decode),
+            None => Err(CallError::EmptyStream),
+        }
+    }
+
+    /// Takes in everything that is there now.
+    fn drain(&mut self) {
+        while !self.gone && self.recv_one(Some(Duration::ZERO)) {}
+        self.expire(Instant::now());
+    }
+
+    /// Receives at most one envelope, waiting at most `timeout`; whether one came.
+    fn recv_one(&mut self, timeout: Option<Duration>) -> bool {
+        if self.gone {
+            return false;
+        }
+        let session = &mut self.session;
+        let got = self.ch.recv_in_place(timeout, |bytes| match envelope::decode(bytes) {
+            Ok(env) => session.handle(env).map_err(Bad::Direction),
+            Err(e) => Err(Bad::Envelope(e)),
+        });
+        match got {
+            Ok(Ok(())) => true,
+            Ok(Err(bad)) => {
+                tracing::warn!(error = %bad, "rpc server broke the protocol; closing");
+                self.die();
+                false
+            }
+            Err(RecvError::Timeout | RecvError::Empty) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "rpc connection ended");
+                self.die();
+                false
+            }
+        }
+    }
+
+    /// Times out the calls whose deadline passed, sending each a Cancel; whether any did.
+    fn expire(&mut self, now: Instant) -> bool {
+        let expired = self.session.expire(now);
+        for id in &expired {
+            self.send_cancel(*id);
+        }
+        !expired.is_empty()
+    }
+
+    /// Tells the server to drop call `id`, if there is room now (best effort).
+    fn send_cancel(&mut self, id: CallId) {
+        if self.gone {
+            return;
+        }
+        self.buf.clear();
+        envelope::write_header(&mut self.buf, Kind::Cancel, id.0, None);
+        let _ = self.ch.send_with(&self.buf, SendMode::Buffered, Some(Duration::ZERO));
+    }
+
+    /// The server is gone: fail everything in flight.
+    fn die(&mut self) {
+        self.gone = true;
+        self.session.fail_all();
+    }
+}
+
+/// A server message that breaks the protocol.
+#[derive(Debug, thiserror::Error)]
+enum Bad {
+    #[error(transparent)]
+    Envelope(envelope::EnvelopeError),
+    #[error(transparent)]
+    Direction(WrongDirection),
+}

@@ -1,0 +1,452 @@
+//! RPC servers: a listening endpoint, an accept thread, and one thread per connected client
+//! running the user's handler.
+//!
+//! A client that dies only ends its own connection thread. Requests of one client are
+//! handled one after the other in arrival order (a client with several calls in flight gets
+//! its responses in that order); clients are served in parallel. Shutdown (an explicit
+//! [`ServerHandle::shutdown`], the stop flag, or dropping the handle) stops accepting and ends
+//! every connection within about 50 ms once its handler returns; a handler stuck for good is
+//! left behind (detached) after the bounded wait.
+
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::envelope::{self, Body, Envelope, ErrorCode, Kind, HEADER_LEN};
+use super::session::{CallId, ServerSession};
+use super::{rpc_contract, BindError, Payload};
+use crate::channel::{
+    AcceptError, Channel, ChannelBuilder, Listener, RecvError, SendError, SendMode,
+};
+use crate::codec::EncodeError;
+use crate::namespace::Namespace;
+use crate::Transport;
+
+/// How long dropping a [`ServerHandle`] waits for its threads.
+pub const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+/// How often blocked server threads look at the stop flag.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// The handler every connection thread runs (unary handlers are wrapped into this form).
+type HandlerFn<Req, Resp> =
+    dyn Fn(Req, &mut Responder<'_, Resp>) -> Result<(), String> + Send + Sync;
+/// A shared [`HandlerFn`].
+type Handler<Req, Resp> = Arc<HandlerFn<Req, Resp>>;
+
+/// A bound RPC service, not serving yet: start it with [`serve`](Self::serve) or
+/// [`serve_stream`](Self::serve_stream).
+pub struct RpcServer<Req: Payload, Resp: Payload> {
+    listener: Listener,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<Req: Payload, Resp: Payload> RpcServer<Req, Resp> {
+    /// Listens as service `name` over `transport` in `ns`.
+    pub fn bind(ns: &Namespace, name: &str, transport: Transport) -> Result<Self, BindError> {
+        Self::bind_with(Channel::builder(name, transport).namespace(ns.clone()))
+    }
+
+    /// Listens with a channel builder's options (its contract is replaced by
+    /// [`rpc_contract::<Req, Resp>`](rpc_contract)).
+    pub fn bind_with(builder: ChannelBuilder) -> Result<Self, BindError> {
+        let listener = builder.contract(rpc_contract::<Req, Resp>()?).listen()?;
+        Ok(RpcServer { listener, _types: PhantomData })
+    }
+
+    /// The endpoint file clients connect to.
+    pub fn path(&self) -> &Path {
+        self.listener.path()
+    }
+
+    /// Serves every client with `handler`, one response per request; an `Err(text)` becomes
+    /// a [`CallError::Remote`](super::CallError::Remote) at the client. Returns at once.
+    pub fn serve<F>(self, handler: F) -> ServerHandle
+    where
+        F: Fn(Req) -> Result<Resp, String> + Send + Sync + 'static,
+    {
+        self.serve_stream(move |req, responder| {
+            let resp = handler(req)?;
+            // A failed reply (client gone, cancelled) only concerns that client.
+            let _ = responder.reply(&resp);
+            Ok(())
+        })
+    }
+
+    /// Serves every client with a streaming `handler`: it sends any number of chunks with
+    /// [`Responder::send`]; the stream ends when it returns (or calls
+    /// [`Responder::end`]). Returns at once.
+    pub fn serve_stream<F>(self, handler: F) -> ServerHandle
+    where
+        F: Fn(Req, &mut Responder<'_, Resp>) -> Result<(), String> + Send + Sync + 'static,
+    {
+        let handler: Handler<Req, Resp> = Arc::new(handler);
+        let stop = Arc::new(AtomicBool::new(false));
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let path = self.listener.path().to_owned();
+        let transport = self.listener.transport();
+        let (stop2, conns2) = (stop.clone(), conns.clone());
+        let listener = self.listener;
+        let accept = thread::Builder::new()
+            .name("ipcx-rpc-accept".into())
+            .spawn(move || accept_loop(listener, handler, stop2, conns2))
+            .map_err(|e| tracing::error!(error = %e, "cannot start the rpc accept thread"))
+            .ok();
+        ServerHandle { stop, accept, conns, path, transport }
+    }
+
+    /// Serves with `handler` until `stop` is set or `timeout` passes, then shuts down
+    /// (waiting at most [`DEFAULT_SHUTDOWN_WAIT`]); whether every thread ended.
+    pub fn serve_until<F>(self, handler: F, stop: &AtomicBool, timeout: Option<Duration>) -> bool
+    where
+        F: Fn(Req) -> Result<Resp, String> + Send + Sync + 'static,
+    {
+        let handle = self.serve(handler);
+        let end = timeout.and_then(|t| Instant::now().checked_add(t));
+        while !stop.load(Ordering::Relaxed) && end.is_none_or(|e| Instant::now() < e) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        handle.shutdown(DEFAULT_SHUTDOWN_WAIT)
+    }
+}
+
+impl<Req: Payload, Resp: Payload> std::fmt::Debug for RpcServer<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcServer").field("listener", &self.listener).finish()
+    }
+}
+
+/// A running server; dropping it shuts the server down (see [`shutdown`](Self::shutdown)).
+#[derive(Debug)]
+pub struct ServerHandle {
+    stop: Arc<AtomicBool>,
+    accept: Option<JoinHandle<()>>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    path: PathBuf,
+    transport: Transport,
+}
+
+impl ServerHandle {
+    /// The flag that stops the server when set (shutdown without waiting).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// The endpoint file clients connect to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Connection threads still running.
+    pub fn connections(&self) -> usize {
+        lock(&self.conns).iter().filter(|h| !h.is_finished()).count()
+    }
+
+    /// Stops accepting, closes every connection once its handler returns, and waits at most
+    /// `max_wait` for the threads; whether all of them ended (the others are detached).
+    pub fn shutdown(mut self, max_wait: Duration) -> bool {
+        self.stop_and_join(max_wait)
+    }
+
+    fn stop_and_join(&mut self, max_wait: Duration) -> bool {
+        self.stop.store(true, Ordering::Relaxed);
+        let end = Instant::now() + max_wait;
+        let mut all = join_until(self.accept.take(), end);
+        // The accept thread has ended (or is detached): no more connections appear.
+        for h in std::mem::take(&mut *lock(&self.conns)) {
+            all &= join_until(Some(h), end);
+        }
+        all
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if self.accept.is_some() || !lock(&self.conns).is_empty() {
+            self.stop_and_join(DEFAULT_SHUTDOWN_WAIT);
+        }
+    }
+}
+
+/// Joins `handle` if it ends by `end`; whether it did (or there was none).
+fn join_until(handle: Option<JoinHandle<()>>, end: Instant) -> bool {
+    let Some(handle) = handle else { return true };
+    while !handle.is_finished() {
+        if Instant::now() >= end {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+    handle.join().is_ok()
+}
+
+/// Locks, ignoring poisoning (the list stays consistent: pushes and takes only).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Accepts clients until stopped, one thread each.
+fn accept_loop<Req: Payload, Resp: Payload>(
+    mut listener: Listener,
+    handler: Handler<Req, Resp>,
+    stop: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        match listener.accept_timeout(SLICE) {
+            Ok(ch) => {
+                let (handler, stop) = (handler.clone(), stop.clone());
+                let spawned = thread::Builder::new()
+                    .name("ipcx-rpc-conn".into())
+                    .spawn(move || serve_connection(ch, &*handler, &stop));
+                match spawned {
+                    Ok(h) => {
+                        let mut conns = lock(&conns);
+                        conns.retain(|h| !h.is_finished());
+                        conns.push(h);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot start an rpc connection thread"),
+                }
+            }
+            Err(AcceptError::Timeout) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "rpc accept failed");
+                thread::sleep(SLICE);
+            }
+        }
+    }
+}
+
+/// Serves one client until it leaves, breaks the protocol, or the server stops.
+fn serve_connection<Req: Payload, Resp: Payload>(
+    ch: Channel,
+    handler: &HandlerFn<Req, Resp>,
+    stop: &AtomicBool,
+) {
+    let mut conn = Conn { ch, session: ServerSession::new(), buf: Vec::new(), gone: false };
+    while !conn.gone && !stop.load(Ordering::Relaxed) {
+        let Some(q) = conn.session.next(Instant::now()) else {
+            conn.take_in(Some(SLICE));
+            continue;
+        };
+        let mut r = Responder {
+            conn: &mut conn,
+            id: q.id,
+            deadline: q.deadline,
+            state: State::Open,
+            stop,
+            _type: PhantomData,
+        };
+        let outcome = match Req::from_vec(q.payload) {
+            Err(e) => Err((ErrorCode::BadRequest, e.to_string())),
+            Ok(req) => match catch_unwind(AssertUnwindSafe(|| handler(req, &mut r))) {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(text)) => Err((ErrorCode::Handler, text)),
+                Err(_) => Err((ErrorCode::Internal, "the handler panicked".to_owned())),
+            },
+        };
+        if r.state == State::Ended || r.conn.gone || r.conn.session.is_cancelled(r.id) {
+            continue;
+        }
+        let _ = match outcome {
+            Ok(()) => r.end(),
+            Err((code, text)) => r.fail(code, &text),
+        };
+    }
+}
+
+/// One connection's channel and session.
+struct Conn {
+    ch: Channel,
+    session: ServerSession,
+    buf: Vec<u8>,
+    gone: bool,
+}
+
+impl Conn {
+    /// Receives at most one envelope, waiting at most `timeout`; whether one came.
+    fn take_in(&mut self, timeout: Option<Duration>) -> bool {
+        let session = &mut self.session;
+        let now = Instant::now();
+        let got = self.ch.recv_in_place(timeout, |bytes| {
+            let env = envelope::decode(bytes).map_err(|e| e.to_string())?;
+            session.handle(env, now).map_err(|e| e.to_string())
+        });
+        match got {
+            Ok(Ok(())) => true,
+            Ok(Err(bad)) => {
+                tracing::warn!(error = %bad, "rpc client broke the protocol; closing its connection");
+                self.gone = true;
+                false
+            }
+            Err(RecvError::Timeout | RecvError::Empty) => false,
+            Err(e) => {
+                tracing::debug!(error = %e, "rpc client left");
+                self.gone = true;
+                false
+            }
+        }
+    }
+
+    /// Sends `self.buf`, taking in requests and cancels while the channel is full.
+    fn send_buf(&mut self, stop: &AtomicBool) -> Result<(), RespondError> {
+        loop {
+            match self.ch.send_with(&self.buf, SendMode::Buffered, Some(Duration::ZERO)) {
+                Ok(()) => return Ok(()),
+                Err(SendError::Full | SendError::Timeout) => {
+                    if stop.load(Ordering::Relaxed) {
+                        return Err(RespondError::ShuttingDown);
+                    }
+                    if !self.take_in(Some(Duration::from_millis(1))) && self.gone {
+                        return Err(RespondError::ClientGone);
+                    }
+                }
+                Err(SendError::PeerGone | SendError::Broken(_)) => {
+                    self.gone = true;
+                    return Err(RespondError::ClientGone);
+                }
+                Err(e) => return Err(RespondError::Send(e)),
+            }
+        }
+    }
+}
+
+/// Where a response stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    Streaming,
+    Ended,
+}
+
+/// Sends the response(s) to one request, from inside a handler.
+pub struct Responder<'a, Resp: Payload> {
+    conn: &'a mut Conn,
+    id: CallId,
+    deadline: Option<Instant>,
+    state: State,
+    stop: &'a AtomicBool,
+    _type: PhantomData<fn(Resp)>,
+}
+
+impl<Resp: Payload> Responder<'_, Resp> {
+    /// The request's id on its connection.
+    pub fn id(&self) -> CallId {
+        self.id
+    }
+
+    /// When the client stops waiting (by our clock; a little late, never early), if it said.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Whether the client cancelled this request (or left): stop working on it. Takes in
+    /// what the client sent meanwhile.
+    pub fn is_cancelled(&mut self) -> bool {
+        while !self.conn.gone && self.conn.take_in(Some(Duration::ZERO)) {}
+        self.conn.gone || self.conn.session.is_cancelled(self.id)
+    }
+
+    /// Sends one chunk of a streamed response.
+    pub fn send(&mut self, chunk: &Resp) -> Result<(), RespondError> {
+        self.emit(Kind::ResponseChunk, Some(chunk))?;
+        self.state = State::Streaming;
+        Ok(())
+    }
+
+    /// Sends the one response (a plain call's answer); the call is over.
+    pub fn reply(&mut self, resp: &Resp) -> Result<(), RespondError> {
+        if self.state == State::Streaming {
+            return Err(RespondError::Streaming);
+        }
+        self.emit(Kind::Response, Some(resp))?;
+        self.state = State::Ended;
+        Ok(())
+    }
+
+    /// Ends a streamed response (also done when the handler returns `Ok`).
+    pub fn end(&mut self) -> Result<(), RespondError> {
+        self.emit(Kind::ResponseEnd, None)?;
+        self.state = State::Ended;
+        Ok(())
+    }
+
+    /// Fails the call with an Error envelope; the text is cut to fit the channel.
+    fn fail(&mut self, code: ErrorCode, text: &str) -> Result<(), RespondError> {
+        if self.state == State::Ended {
+            return Err(RespondError::Ended);
+        }
+        let room = self.conn.ch.max_message().saturating_sub(HEADER_LEN + 2);
+        let mut cut = text.len().min(room);
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.conn.buf.clear();
+        let env = Envelope { id: self.id.0, body: Body::Error { code, text: &text[..cut] } };
+        envelope::encode(&env, &mut self.conn.buf);
+        self.state = State::Ended;
+        self.conn.send_buf(self.stop)
+    }
+
+    /// Encodes and sends an envelope of `kind` carrying `msg`.
+    fn emit(&mut self, kind: Kind, msg: Option<&Resp>) -> Result<(), RespondError> {
+        if self.state == State::Ended {
+            return Err(RespondError::Ended);
+        }
+        // Only a stream looks for a Cancel before each part (it costs a receive attempt); a
+        // last envelope goes out anyway, and the client drops it if it gave up.
+        if kind == Kind::ResponseChunk && self.is_cancelled() {
+            return Err(if self.conn.gone {
+                RespondError::ClientGone
+            } else {
+                RespondError::Cancelled
+            });
+        }
+        self.conn.buf.clear();
+        envelope::write_header(&mut self.conn.buf, kind, self.id.0, None);
+        if let Some(msg) = msg {
+            msg.encode(&mut self.conn.buf).map_err(RespondError::Encode)?;
+        }
+        self.conn.send_buf(self.stop)
+    }
+}
+
+impl<Resp: Payload> std::fmt::Debug for Responder<'_, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Responder").field("id", &self.id).field("state", &self.state).finish()
+    }
+}
+
+/// A response could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum RespondError {
+    /// The client cancelled the call (it timed out or gave up): stop working on it.
+    #[error("the client cancelled the call; stop working on it")]
+    Cancelled,
+    /// The client is gone: stop working on it.
+    #[error("the client is gone")]
+    ClientGone,
+    /// The server is shutting down: return from the handler.
+    #[error("the server is shutting down; return from the handler")]
+    ShuttingDown,
+    /// The response is already complete (after `reply`, `end`, or an error).
+    #[error("the response is already complete; send nothing after reply or end")]
+    Ended,
+    /// `reply` after `send`: a streamed response ends with `end`, not `reply`.
+    #[error("the response is being streamed; send the last part with send, then end")]
+    Streaming,
+    /// The response could not be encoded.
+    #[error("cannot encode the response")]
+    Encode(#[source] EncodeError),
+    /// The response could not be sent (e.g. too large for the channel).
+    #[error("cannot send the response")]
+    Send(#[source] SendError),
+}

@@ -1,0 +1,342 @@
+//! The RPC state machines, without I/O: what a client has in flight and what a server
+//! connection has queued. The adapters ([`client`](super::client), [`server`](super::server))
+//! move bytes between these and a [`Channel`](crate::Channel); tests drive them in memory.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::envelope::{self, Body, Envelope, ErrorCode, Kind};
+
+/// Identifies one call of one client connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// What happened to a call, in order; the last event of a call is anything but
+/// [`Event::Chunk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The one response.
+    Response(Vec<u8>),
+    /// A chunk of a streamed response.
+    Chunk(Vec<u8>),
+    /// The streamed response is complete.
+    End,
+    /// The server failed the call.
+    Error {
+        /// Why.
+        code: ErrorCode,
+        /// The server's text.
+        text: String,
+    },
+    /// The call's deadline passed first.
+    Timeout,
+    /// The server went away (or broke the protocol) first.
+    Gone,
+}
+
+impl Event {
+    /// Whether the call is over after this event.
+    fn is_last(&self) -> bool {
+        !matches!(self, Event::Chunk(_))
+    }
+}
+
+/// An envelope that does not belong in this direction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the peer sent a {kind:?} envelope, which only the other side may send; the peer is broken: close the connection")]
+pub struct WrongDirection {
+    /// The kind received.
+    pub kind: Kind,
+}
+
+/// One call in flight.
+#[derive(Debug)]
+struct Call {
+    deadline: Option<Instant>,
+    events: VecDeque<Event>,
+    finished: bool,
+}
+
+/// The client side of one connection: ids, deadlines, and responses matched to calls.
+#[derive(Debug, Default)]
+pub struct ClientSession {
+    next_id: u64,
+    calls: HashMap<u64, Call>,
+    dropped: u64,
+}
+
+impl ClientSession {
+    /// A session with nothing in flight; the first call gets id 1.
+    pub fn new() -> ClientSession {
+        ClientSession { next_id: 1, calls: HashMap::new(), dropped: 0 }
+    }
+
+    /// Starts a call that ends at `now + timeout` (never, if `None`): appends the Request
+    /// header to `out` (the caller appends the request and sends it) and returns its id.
+    pub fn start(&mut self, now: Instant, timeout: Option<Duration>, out: &mut Vec<u8>) -> CallId {
+        let id = self.next_id;
+        self.next_id += 1;
+        envelope::write_header(out, Kind::Request, id, timeout);
+        let deadline = timeout.and_then(|t| now.checked_add(t));
+        self.calls.insert(id, Call { deadline, events: VecDeque::new(), finished: false });
+        CallId(id)
+    }
+
+    /// Takes in one envelope from the server. Envelopes for calls that are unknown or over
+    /// are dropped (counted in [`dropped`](Self::dropped)).
+    pub fn handle(&mut self, env: Envelope<'_>) -> Result<(), WrongDirection> {
+        let event = match env.body {
+            Body::Request { .. } | Body::Cancel => {
+                return Err(WrongDirection { kind: env.body.kind() })
+            }
+            Body::Response(p) => Event::Response(p.to_vec()),
+            Body::ResponseChunk(p) => Event::Chunk(p.to_vec()),
+            Body::ResponseEnd => Event::End,
+            Body::Error { code, text } => Event::Error { code, text: text.to_owned() },
+        };
+        match self.calls.get_mut(&env.id) {
+            Some(call) if !call.finished => {
+                call.finished = event.is_last();
+                call.events.push_back(event);
+            }
+            _ => self.dropped += 1,
+        }
+        Ok(())
+    }
+
+    /// Ends every call whose deadline is at or before `now` with [`Event::Timeout`]; returns
+    /// their ids (to send each a Cancel).
+    pub fn expire(&mut self, now: Instant) -> Vec<CallId> {
+        let mut expired = Vec::new();
+        for (id, call) in &mut self.calls {
+            if !call.finished && call.deadline.is_some_and(|d| d <= now) {
+                call.finished = true;
+                call.events.push_back(Event::Timeout);
+                expired.push(CallId(*id));
+            }
+        }
+        expired.sort_unstable();
+        expired
+    }
+
+    /// The earliest deadline of a call still waiting for the server.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.calls.values().filter(|c| !c.finished).filter_map(|c| c.deadline).min()
+    }
+
+    /// Ends every call still waiting with [`Event::Gone`] (the server died).
+    pub fn fail_all(&mut self) {
+        for call in self.calls.values_mut().filter(|c| !c.finished) {
+            call.finished = true;
+            call.events.push_back(Event::Gone);
+        }
+    }
+
+    /// The next event of call `id`, if one arrived; the call is forgotten after its last
+    /// event. `None` also for an unknown call (see [`is_known`](Self::is_known)).
+    pub fn take(&mut self, id: CallId) -> Option<Event> {
+        let Entry::Occupied(mut entry) = self.calls.entry(id.0) else { return None };
+        let event = entry.get_mut().events.pop_front()?;
+        if event.is_last() {
+            entry.remove();
+        }
+        Some(event)
+    }
+
+    /// Forgets call `id` (the caller gave up on it). Returns whether the server may still be
+    /// working on it (send it a Cancel).
+    pub fn forget(&mut self, id: CallId) -> bool {
+        self.calls.remove(&id.0).is_some_and(|c| !c.finished)
+    }
+
+    /// Whether call `id` was started and its last event not yet taken.
+    pub fn is_known(&self, id: CallId) -> bool {
+        self.calls.contains_key(&id.0)
+    }
+
+    /// Calls started whose last event was not yet taken.
+    pub fn in_flight(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Envelopes dropped because their call was unknown or over.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// A request waiting for the handler.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    /// Its id.
+    pub id: CallId,
+    /// When the client stops waiting, by our clock (receipt + hint; a little late, never
+    /// early).
+    pub deadline: Option<Instant>,
+    /// The encoded request.
+    pub payload: Vec<u8>,
+}
+
+/// The server side of one connection: requests queued in arrival order, cancellations.
+#[derive(Debug, Default)]
+pub struct ServerSession {
+    queue: VecDeque<Queued>,
+    active: Option<(CallId, bool)>,
+    skipped: u64,
+}
+
+impl ServerSession {
+    /// An empty session.
+    pub fn new() -> ServerSession {
+        ServerSession::default()
+    }
+
+    /// Takes in one envelope from the client, received at `now`. A Cancel removes a queued
+    /// request, or marks the active one cancelled ([`is_cancelled`](Self::is_cancelled)).
+    pub fn handle(&mut self, env: Envelope<'_>, now: Instant) -> Result<(), WrongDirection> {
+        match env.body {
+            Body::Request { deadline, payload } => {
+                let deadline = deadline.and_then(|d| now.checked_add(d));
+                let id = CallId(env.id);
+                self.queue.push_back(Queued { id, deadline, payload: payload.to_vec() });
+            }
+            Body::Cancel => match &mut self.active {
+                Some((id, cancelled)) if id.0 == env.id => *cancelled = true,
+                _ => {
+                    let before = self.queue.len();
+                    self.queue.retain(|q| q.id.0 != env.id);
+                    self.skipped += (before - self.queue.len()) as u64;
+                }
+            },
+            _ => return Err(WrongDirection { kind: env.body.kind() }),
+        }
+        Ok(())
+    }
+
+    /// The next request to handle, skipping those whose deadline passed by `now` (their
+    /// client has given up); it becomes the active one.
+    pub fn next(&mut self, now: Instant) -> Option<Queued> {
+        while let Some(q) = self.queue.pop_front() {
+            if q.deadline.is_some_and(|d| d <= now) {
+                self.skipped += 1;
+                continue;
+            }
+            self.active = Some((q.id, false));
+            return Some(q);
+        }
+        self.active = None;
+        None
+    }
+
+    /// Whether the client cancelled the active request `id`.
+    pub fn is_cancelled(&self, id: CallId) -> bool {
+        self.active == Some((id, true))
+    }
+
+    /// Requests waiting for the handler.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Requests dropped unhandled (cancelled or expired while queued).
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(server_side: Body<'_>, id: CallId) -> Vec<u8> {
+        let mut out = Vec::new();
+        envelope::encode(&Envelope { id: id.0, body: server_side }, &mut out);
+        out
+    }
+
+    /// Feeds `bytes` to the client session.
+    fn feed(c: &mut ClientSession, bytes: &[u8]) {
+        c.handle(envelope::decode(bytes).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn responses_match_their_calls_in_any_order() {
+        let now = Instant::now();
+        let mut c = ClientSession::new();
+        let mut s = ServerSession::new();
+        let mut ids = Vec::new();
+        for i in 0..3u8 {
+            let mut out = Vec::new();
+            ids.push(c.start(now, Some(Duration::from_secs(1)), &mut out));
+            out.push(i);
+            s.handle(envelope::decode(&out).unwrap(), now).unwrap();
+        }
+        assert_eq!(ids, [CallId(1), CallId(2), CallId(3)], "ids increase from 1");
+        let mut served = Vec::new();
+        while let Some(q) = s.next(now) {
+            served.push(q);
+        }
+        for q in served.iter().rev() {
+            feed(&mut c, &reply(Body::Response(&q.payload), q.id));
+        }
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(c.take(*id), Some(Event::Response(vec![i as u8])));
+            assert!(!c.is_known(*id));
+        }
+        feed(&mut c, &reply(Body::Response(b"late"), ids[0]));
+        feed(&mut c, &reply(Body::ResponseEnd, CallId(99)));
+        assert_eq!(c.dropped(), 2, "responses to unknown or finished calls are dropped");
+    }
+
+    #[test]
+    fn deadlines_expire_and_cancel() {
+        let now = Instant::now();
+        let mut c = ClientSession::new();
+        let mut out = Vec::new();
+        let short = c.start(now, Some(Duration::from_millis(10)), &mut out);
+        let long = c.start(now, None, &mut Vec::new());
+        assert_eq!(c.next_deadline(), now.checked_add(Duration::from_millis(10)));
+        assert!(c.expire(now).is_empty());
+        assert_eq!(c.expire(now + Duration::from_millis(10)), [short]);
+        assert_eq!(c.take(short), Some(Event::Timeout));
+        assert_eq!(c.next_deadline(), None);
+
+        // The server skips the expired request, or cancels it while queued or active.
+        let mut s = ServerSession::new();
+        s.handle(envelope::decode(&out).unwrap(), now).unwrap();
+        assert_eq!(s.next(now + Duration::from_millis(10)), None);
+        assert_eq!(s.skipped(), 1);
+        let cancel = |id: u64| Envelope { id, body: Body::Cancel };
+        let req = |id: u64| Envelope { id, body: Body::Request { deadline: None, payload: b"" } };
+        s.handle(req(5), now).unwrap();
+        s.handle(req(6), now).unwrap();
+        s.handle(cancel(6), now).unwrap();
+        let q = s.next(now).unwrap();
+        assert_eq!((q.id, s.queued()), (CallId(5), 0));
+        assert!(!s.is_cancelled(q.id));
+        s.handle(cancel(5), now).unwrap();
+        assert!(s.is_cancelled(q.id));
+        assert!(c.forget(long), "the server may still be working on it");
+    }
+
+    #[test]
+    fn streams_end_and_server_death_fails_everything() {
+        let now = Instant::now();
+        let mut c = ClientSession::new();
+        let a = c.start(now, None, &mut Vec::new());
+        let b = c.start(now, None, &mut Vec::new());
+        feed(&mut c, &reply(Body::ResponseChunk(b"1"), a));
+        feed(&mut c, &reply(Body::ResponseChunk(b"2"), a));
+        feed(&mut c, &reply(Body::ResponseEnd, a));
+        assert_eq!(c.take(a), Some(Event::Chunk(b"1".to_vec())));
+        assert_eq!(c.take(a), Some(Event::Chunk(b"2".to_vec())));
+        assert_eq!(c.take(a), Some(Event::End));
+        assert_eq!(c.take(a), None);
+        c.fail_all();
+        assert_eq!(c.take(b), Some(Event::Gone));
+        assert_eq!(c.in_flight(), 0);
+        let wrong = Envelope { id: 1, body: Body::Cancel };
+        assert_eq!(c.handle(wrong), Err(WrongDirection { kind: Kind::Cancel }));
+    }
+}

@@ -1,0 +1,257 @@
+//! Request/response across processes: typed round trips, many clients with several calls
+//! in flight, deadlines, streamed responses, a SIGKILLed server failing pending calls, and
+//! reconnecting after the server restarts; plus one call and one stream over every transport.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ipcx::rpc::{CallError, RawRpcClient, RpcClient, RpcServer};
+use ipcx::{Channel, Namespace, Transport};
+use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name};
+use serde::{Deserialize, Serialize};
+
+ipcx_testkit::peer_entry!(peer_main);
+
+const SERVICE: &str = "svc";
+const LONG: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Req {
+    client: u32,
+    seq: u32,
+    text: String,
+}
+ipcx::message!(Req, "test.rpc.req", 1, 0);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Resp {
+    client: u32,
+    seq: u32,
+    echo: String,
+}
+ipcx::message!(Resp, "test.rpc.resp", 1, 0);
+
+fn req(client: u32, seq: u32, text: &str) -> Req {
+    Req { client, seq, text: text.to_owned() }
+}
+
+/// The test service: `slow:MS` answers after MS ms, `hang` never answers (and signals
+/// `handling` when running in a peer), `stream:N` streams N chunks, anything else echoes.
+fn handler(r: Req, out: &mut ipcx::rpc::Responder<'_, Resp>) -> Result<(), String> {
+    let resp = |seq: u32, echo: &str| Resp { client: r.client, seq, echo: echo.to_owned() };
+    if let Some(ms) = r.text.strip_prefix("slow:") {
+        thread::sleep(Duration::from_millis(ms.parse().map_err(|_| "bad ms")?));
+    } else if r.text == "hang" {
+        signal("handling", &r.seq.to_string());
+        loop {
+            thread::sleep(Duration::from_secs(1));
+        }
+    } else if let Some(n) = r.text.strip_prefix("stream:") {
+        for i in 0..n.parse::<u32>().map_err(|_| "bad count")? {
+            out.send(&resp(i, "chunk")).map_err(|e| e.to_string())?;
+        }
+        return Ok(());
+    } else if r.text == "fail" {
+        return Err("asked to fail".to_owned());
+    }
+    out.reply(&resp(r.seq, &r.text)).map_err(|e| e.to_string())
+}
+
+fn serve(ns: &Namespace, transport: Transport) -> ipcx::rpc::ServerHandle {
+    RpcServer::<Req, Resp>::bind(ns, SERVICE, transport).unwrap().serve_stream(handler)
+}
+
+fn connect(ns: &Namespace) -> RpcClient<Req, Resp> {
+    RpcClient::connect(ns, SERVICE, Transport::Shm, LONG).unwrap()
+}
+
+fn peer_main(role: &str, args: &[String]) {
+    let ns = Namespace::new(&args[0]).unwrap();
+    match role {
+        "server" => {
+            let server = serve(&ns, Transport::Shm);
+            signal("ready", "");
+            read_command();
+            assert!(server.shutdown(Duration::from_secs(2)), "server threads end");
+        }
+        "client" => {
+            let me: u32 = args[1].parse().unwrap();
+            let calls: u32 = args[2].parse().unwrap();
+            let mut c = connect(&ns);
+            let mut seq = 0;
+            while seq < calls {
+                let batch: Vec<_> = (seq..calls.min(seq + 8))
+                    .map(|s| (s, c.start(&req(me, s, &format!("{me}/{s}")), Some(LONG)).unwrap()))
+                    .collect();
+                // Collect in reverse order: correlation, not arrival order, pairs them.
+                for (s, id) in batch.into_iter().rev() {
+                    let r = c.wait(id, None).unwrap();
+                    assert_eq!((r.client, r.seq, r.echo.as_str()), (me, s, &*format!("{me}/{s}")));
+                    seq += 1;
+                }
+            }
+            signal("done", &seq.to_string());
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// A namespace of its own, removed (with whatever is in its directory) on drop.
+struct Ns(Namespace);
+
+impl Ns {
+    fn new(tag: &str) -> Ns {
+        Ns(Namespace::new(&unique_name(tag)).unwrap())
+    }
+}
+
+impl Drop for Ns {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0.dir());
+        if !thread::panicking() {
+            assert!(leftovers(self.0.name()).is_empty(), "left in /dev/shm");
+        }
+    }
+}
+
+#[test]
+fn typed_round_trip_across_processes() {
+    let ns = Ns::new("rpc-rt");
+    let mut server = peer("server").arg(ns.0.name()).spawn();
+    server.expect("ready");
+    let mut c = connect(&ns.0);
+    for i in 0..50 {
+        let r = c.call(&req(7, i, "hello"), LONG).unwrap();
+        assert_eq!(r, Resp { client: 7, seq: i, echo: "hello".into() });
+    }
+    let err = c.call(&req(7, 0, "fail"), LONG).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Remote { message, .. } if message == "asked to fail"),
+        "{err}"
+    );
+    // A client with other types is refused at connect.
+    let wrong = RpcClient::<String, String>::connect(&ns.0, SERVICE, Transport::Shm, LONG);
+    assert!(wrong.is_err(), "contract mismatch refused");
+    drop(c);
+    server.send("stop");
+    server.wait_success();
+}
+
+#[test]
+fn four_clients_with_calls_in_flight() {
+    let ns = Ns::new("rpc-many");
+    let server = serve(&ns.0, Transport::Shm);
+    let mut clients: Vec<_> =
+        (0..4).map(|i| peer("client").arg(ns.0.name()).arg(i).arg(200).spawn()).collect();
+    for c in &mut clients {
+        assert_eq!(c.expect("done"), "200");
+    }
+    for c in &mut clients {
+        c.wait_success();
+    }
+    assert!(server.shutdown(Duration::from_secs(2)));
+}
+
+#[test]
+fn deadlines_expire_and_late_responses_are_dropped() {
+    let ns = Ns::new("rpc-dl");
+    let _server = serve(&ns.0, Transport::Shm);
+    let mut c = connect(&ns.0);
+    let t = Instant::now();
+    let err = c.call(&req(1, 1, "slow:300"), Duration::from_millis(50)).unwrap_err();
+    assert!(matches!(err, CallError::Timeout), "{err}");
+    assert!(t.elapsed() < Duration::from_millis(250), "timed out at the deadline");
+    // The late response of the expired call is dropped; the next call gets its own.
+    let r = c.call(&req(1, 2, "after"), LONG).unwrap();
+    assert_eq!((r.seq, r.echo.as_str()), (2, "after"));
+    // wait() with a short timeout leaves the call in flight.
+    let id = c.start(&req(1, 3, "slow:100"), Some(LONG)).unwrap();
+    assert!(matches!(c.wait(id, Some(Duration::from_millis(1))), Err(CallError::Pending)));
+    assert_eq!(c.wait(id, None).unwrap().seq, 3);
+    assert!(matches!(c.wait(id, None), Err(CallError::UnknownCall(_))));
+}
+
+#[test]
+fn streamed_response_of_100_chunks() {
+    let ns = Ns::new("rpc-stream");
+    let mut server = peer("server").arg(ns.0.name()).spawn();
+    server.expect("ready");
+    let mut c = connect(&ns.0);
+    let chunks: Vec<_> = c.call_stream(&req(2, 0, "stream:100"), LONG).unwrap().collect();
+    assert_eq!(chunks.len(), 100);
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        assert_eq!(chunk.unwrap().seq, i as u32);
+    }
+    // A stream dropped early is cancelled; the connection stays usable.
+    let mut s = c.call_stream(&req(2, 0, "stream:1000"), LONG).unwrap();
+    assert_eq!(s.next().unwrap().unwrap().seq, 0);
+    drop(s);
+    assert_eq!(c.call(&req(2, 9, "x"), LONG).unwrap().seq, 9);
+    drop(c);
+    server.send("stop");
+    server.wait_success();
+}
+
+#[test]
+fn killed_server_fails_pending_calls_promptly() {
+    let ns = Ns::new("rpc-kill");
+    let mut server = peer("server").arg(ns.0.name()).spawn();
+    server.expect("ready");
+    let mut c = connect(&ns.0);
+    let hang = c.start(&req(3, 0, "hang"), None).unwrap();
+    let others: Vec<_> =
+        (1..5).map(|i| c.start(&req(3, i, "queued"), Some(LONG)).unwrap()).collect();
+    server.expect("handling");
+    let t = Instant::now();
+    server.kill();
+    for id in std::iter::once(hang).chain(others) {
+        let err = c.wait(id, None).unwrap_err();
+        assert!(matches!(err, CallError::ServerGone), "{err}");
+    }
+    assert!(t.elapsed() < Duration::from_secs(2), "pending calls failed after {:?}", t.elapsed());
+    assert!(matches!(c.start(&req(3, 9, "x"), None), Err(CallError::ServerGone)));
+}
+
+#[test]
+fn client_reconnects_after_server_restart() {
+    let ns = Ns::new("rpc-re");
+    let mut first = peer("server").arg(ns.0.name()).spawn();
+    first.expect("ready");
+    let builder = || Channel::builder(SERVICE, Transport::Shm).namespace(ns.0.clone());
+    let mut c = RpcClient::<Req, Resp>::connect_with_backoff(builder(), LONG).unwrap();
+    assert_eq!(c.call(&req(4, 1, "a"), LONG).unwrap().seq, 1);
+    first.kill();
+    assert!(matches!(c.call(&req(4, 2, "b"), LONG), Err(CallError::ServerGone)));
+    // Reconnect while the server is down; it comes back under the same name.
+    let reconnect = {
+        let b = builder();
+        thread::spawn(move || RpcClient::<Req, Resp>::connect_with_backoff(b, LONG))
+    };
+    let mut second = peer("server").arg(ns.0.name()).spawn();
+    second.expect("ready");
+    let mut c = reconnect.join().unwrap().unwrap();
+    assert_eq!(c.call(&req(4, 3, "c"), LONG).unwrap().seq, 3);
+    drop(c);
+    second.send("stop");
+    second.wait_success();
+    // Nobody serving: the backoff gives up after max_wait.
+    second.kill();
+    let t = Instant::now();
+    let gone = RawRpcClient::connect_with_backoff(builder(), Duration::from_millis(200));
+    assert!(gone.is_err());
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn every_transport_carries_calls_and_streams() {
+    let ns = Ns::new("rpc-all");
+    for t in Transport::ALL {
+        let server = serve(&ns.0, t);
+        let mut c = RpcClient::<Req, Resp>::connect(&ns.0, SERVICE, t, LONG).unwrap();
+        assert_eq!(c.call(&req(5, 1, "x"), LONG).unwrap().echo, "x", "{t}");
+        let n = c.call_stream(&req(5, 2, "stream:20"), LONG).unwrap().count();
+        assert_eq!(n, 20, "{t}");
+        drop(c);
+        assert!(server.shutdown(Duration::from_secs(2)), "{t}");
+    }
+}
