@@ -5,11 +5,15 @@
 #![forbid(unsafe_code)]
 
 pub mod channel;
+pub mod cleanup;
 pub mod codec;
 pub mod contract;
+pub mod discovery;
 pub mod frame;
 pub mod handshake;
 pub mod namespace;
+pub mod node;
+pub mod service;
 
 pub use channel::{Channel, ChannelBuilder, Listener, RecvError, SendError, SendMode, Transport};
 pub use codec::{decode, encode, DecodeError, EncodeError};
@@ -17,6 +21,8 @@ pub use contract::{check_compatible, ContractError, ContractId, Message, Mismatc
 pub use frame::{FrameDecoder, FrameError, FrameHeader, FrameKind};
 pub use handshake::{Acceptor, Agreed, Connector, HandshakeError, Hello};
 pub use namespace::Namespace;
+pub use node::{Node, NodeBuilder, NodeId, Resource};
+pub use service::{Pattern, Service, ServiceBuilder, ServiceDescriptor};
 
 /// The OS layer: safe wrappers over each Linux IPC primitive.
 pub use ipcx_sys as sys;

@@ -370,6 +370,12 @@ impl SysvSemSet {
     }
 }
 
+/// Removes the set with identifier `id` now (e.g. one a crashed process left behind);
+/// processes waiting on it get an error.
+pub fn remove_id(id: i32) -> Result<(), RemoveError> {
+    rmid(id)
+}
+
 /// One `semctl(IPC_RMID)` call with its errno table.
 fn rmid(id: i32) -> Result<(), RemoveError> {
     // SAFETY: IPC_RMID takes no argument and touches no memory of ours.
