@@ -13,6 +13,7 @@ pub mod frame;
 pub mod handshake;
 pub mod namespace;
 pub mod node;
+pub mod pubsub;
 pub mod service;
 
 pub use channel::{Channel, ChannelBuilder, Listener, RecvError, SendError, SendMode, Transport};
