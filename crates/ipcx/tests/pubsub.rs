@@ -284,7 +284,7 @@ fn fail_policy_hands_the_message_back() {
         assert_eq!(sub.recv_timeout(RECV).unwrap().seq, seq);
     }
     publisher.send(back).unwrap();
-    let big = vec![0u8; 129];
+    let big = [0u8; 129];
     assert!(matches!(publisher.send_bytes(&big[..]), Err(SendError::TooLarge { len: 129, .. })));
     drop((sub, publisher, node));
 }

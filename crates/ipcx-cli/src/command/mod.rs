@@ -2,6 +2,8 @@
 
 mod bench;
 mod doctor;
+mod pub_;
+mod sub;
 
 use std::fmt;
 
@@ -26,5 +28,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor => doctor::run(),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::run_peer(args),
+        Command::Pub(args) => pub_::run(args),
+        Command::Sub(args) => sub::run(args),
     }
+}
+
+/// The namespace named by `--namespace`, else the default one.
+pub(crate) fn namespace(name: Option<&str>) -> anyhow::Result<ipcx::Namespace> {
+    let ns = match name {
+        Some(name) => ipcx::Namespace::new(name),
+        None => ipcx::Namespace::from_env(),
+    };
+    ns.map_err(|e| UsageError(e.to_string()).into())
 }
