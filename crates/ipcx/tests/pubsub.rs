@@ -284,6 +284,11 @@ fn fail_policy_hands_the_message_back() {
         assert_eq!(sub.recv_timeout(RECV).unwrap().seq, seq);
     }
     publisher.send(back).unwrap();
+    // A second publisher must use the service's policy.
+    let block = PubSubConfig { policy: Policy::Block, ..Default::default() };
+    let err = Publisher::<Tick>::create(&node, SVC, block).unwrap_err();
+    assert!(matches!(err, CreateError::Policy { ours: Policy::Block, .. }), "{err}");
+    assert!(err.to_string().contains("uses policy fail, we asked for block"), "{err}");
     let big = [0u8; 129];
     assert!(matches!(publisher.send_bytes(&big[..]), Err(SendError::TooLarge { len: 129, .. })));
     drop((sub, publisher, node));

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use ipcx_shm::doorbell::DoorbellState;
 use ipcx_shm::ring::{broadcast, max_payload, MAX_CAPACITY, MIN_CAPACITY};
-use ipcx_shm::segment::{self, OpenError as SegOpenError};
+use ipcx_shm::segment::OpenError as SegOpenError;
 use ipcx_shm::{Doorbell, Expect, MappedRegion, Segment, SegmentKind, SegmentSpec};
 use ipcx_sys::posix_shm;
 use serde::{Deserialize, Serialize};
 
 use crate::node::{Layout, NodeId};
+use crate::service::ServiceDescriptor;
 use crate::Namespace;
 
 /// The region every pub/sub structure lives in.
@@ -59,10 +60,14 @@ pub(super) fn pub_segment(ns: &Namespace, service: &str, id: u64) -> String {
     ns.object_name(&format!("{service}.pub.{id:016x}"))
 }
 
-/// Name of a service's bell segment.
-pub(super) fn bell_segment(ns: &Namespace, service: &str) -> String {
-    ns.object_name(&format!("{service}.bell"))
+/// Name of a service's bell segment: unique to one instance of the service, so that a
+/// late cleanup of a departed owner never removes the bell of its successor.
+pub(super) fn bell_segment(ns: &Namespace, service: &str, id: u64) -> String {
+    ns.object_name(&format!("{service}.bell.{id:016x}"))
 }
+
+/// The descriptor property naming the service's bell segment.
+pub(super) const BELL_PROPERTY: &str = "bell";
 
 /// Directory of a service's publisher records.
 pub(super) fn pubs_dir(layout: &Layout, service: &str) -> PathBuf {
@@ -91,43 +96,28 @@ pub(super) fn open_pub_segment(name: &str) -> Result<Segment, SegOpenError> {
     Segment::open(name, Expect { kind: PUB_KIND, fingerprint: FINGERPRINT })
 }
 
-/// Opens the service's bell, creating it if it does not exist; `true` if this call
-/// created it.
-pub(super) fn open_or_create_bell(
+/// Creates the service's bell (by the service's owner, right after the descriptor).
+pub(super) fn create_bell(
     name: &str,
-) -> Result<(Segment, Doorbell<Region>, bool), crate::pubsub::CreateError> {
+) -> Result<(Segment, Doorbell<Region>), crate::pubsub::CreateError> {
     use crate::pubsub::CreateError;
     let spec = SegmentSpec {
         fingerprint: FINGERPRINT,
         ..SegmentSpec::new(BELL_KIND, DoorbellState::SIZE)
     };
-    let start = Instant::now();
-    loop {
-        match Segment::create(name, &spec) {
-            Ok(seg) => {
-                let seg = seg.persist();
-                let bell = Doorbell::init_in(Arc::clone(seg.region()), seg.payload_offset())
-                    .map_err(|e| CreateError::Layout(e.to_string()))?;
-                return Ok((seg, bell, true));
-            }
-            Err(segment::CreateError::Shm(posix_shm::OpenError::AlreadyExists { .. })) => {}
-            Err(e) => return Err(CreateError::Segment(e)),
-        }
-        match open_bell(name, start) {
-            Ok((seg, bell)) => return Ok((seg, bell, false)),
-            // Removed between our create and open: create it again.
-            Err(e) if is_not_found(&e) && start.elapsed() < INIT_WAIT => {}
-            Err(e) => return Err(CreateError::Bell(e)),
-        }
-    }
+    let seg = Segment::create(name, &spec).map_err(CreateError::Segment)?;
+    let bell = Doorbell::init_in(Arc::clone(seg.region()), seg.payload_offset())
+        .map_err(|e| CreateError::Layout(e.to_string()))?;
+    Ok((seg, bell))
 }
 
-/// Opens the service's bell, waiting (up to 2 s from `start`) while its creator is still
-/// initialising it or has not created it yet.
+/// Opens the bell `service` names, waiting (up to 2 s from `start`) while its owner has not
+/// created or initialised it yet.
 pub(super) fn open_bell(
-    name: &str,
+    service: &ServiceDescriptor,
     start: Instant,
 ) -> Result<(Segment, Doorbell<Region>), BellError> {
+    let name = service.properties.get(BELL_PROPERTY).ok_or(BellError::Unnamed)?;
     let mut pause = Duration::from_micros(100);
     loop {
         let expect = Expect { kind: BELL_KIND, fingerprint: FINGERPRINT };
@@ -156,6 +146,9 @@ pub(super) fn open_bell(
 /// The service's bell could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum BellError {
+    /// The descriptor names no bell: the service was not made by an ipcx publisher.
+    #[error("the service's descriptor has no \"bell\" property; it was not created by an ipcx publisher")]
+    Unnamed,
     /// Opening its segment failed.
     #[error(transparent)]
     Open(SegOpenError),
@@ -166,10 +159,6 @@ pub enum BellError {
 
 fn is_not_found_open(e: &SegOpenError) -> bool {
     matches!(e, SegOpenError::Shm(posix_shm::OpenError::NotFound { .. }))
-}
-
-fn is_not_found(e: &BellError) -> bool {
-    matches!(e, BellError::Open(e) if is_not_found_open(e))
 }
 
 /// What a publisher's record says.

@@ -36,14 +36,17 @@
 //!   segment (written after the ring is initialised, so a record always names a usable
 //!   segment).
 //!
-//! One more segment per service, `ipcx.<ns>.<service>.bell` (kind `PSBL`, one doorbell),
-//! is shared by every publisher of the service: each rings it after each message, and a
-//! subscriber parks on this one futex whatever the number of publishers. The first
-//! publisher to get there creates it (`open_or_create`).
+//! One more segment per service, `ipcx.<ns>.<service>.bell.<16 hex>` (kind `PSBL`, one
+//! doorbell), named in the descriptor's `bell` property, is shared by every publisher of
+//! the service: each rings it after each message, and a subscriber parks on this one futex
+//! whatever the number of publishers. The service's owner creates it right after the
+//! descriptor; the others open it (waiting up to 2 s for it to appear). Its name is unique
+//! to one instance of the service, so a late cleanup of a departed owner never removes its
+//! successor's bell.
 //!
 //! Every segment and record is registered as a [`Resource`](crate::node::Resource) of the
 //! publisher's node, so dead-node cleanup removes them if the process dies; a publisher
-//! that is dropped removes its own at once, and the bell goes with the service's owner.
+//! that is dropped removes its own at once; the bell goes with the service's owner.
 //!
 //! # Discovery
 //!

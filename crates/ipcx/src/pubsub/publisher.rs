@@ -96,6 +96,9 @@ impl<T: Message> Publisher<T> {
         if config.max_subscribers == 0 || config.max_subscribers > MAX_SUBSCRIBERS {
             return Err(bad());
         }
+        let ns = node.namespace();
+        let id = layout::random_id();
+        let our_bell = layout::bell_segment(ns, name, id);
         let service = Service::builder(name, Pattern::PubSub)
             .transport(Transport::Shm)
             .contract(T::contract()?)
@@ -103,6 +106,7 @@ impl<T: Message> Publisher<T> {
             .max_message(config.max_message as u64)
             .back_pressure(config.policy.name())
             .property("history", "0")
+            .property(layout::BELL_PROPERTY, our_bell.as_str())
             .open_or_create(node)?;
         if service.descriptor().back_pressure != config.policy.name() {
             return Err(CreateError::Policy {
@@ -111,16 +115,16 @@ impl<T: Message> Publisher<T> {
                 theirs: service.descriptor().back_pressure.clone(),
             });
         }
-        let ns = node.namespace();
-        let bell_name = layout::bell_segment(ns, name);
-        let (bell_segment, bell, _) = layout::open_or_create_bell(&bell_name)?;
-        let bell_segment = if service.is_owner() {
-            node.register_resource(Resource::PosixShm { name: bell_name })?;
-            Some(bell_segment)
+        // The owner made the bell its descriptor names (ours); the others open that one.
+        let (bell_segment, bell) = if service.is_owner() {
+            node.register_resource(Resource::PosixShm { name: our_bell.clone() })?;
+            let (seg, bell) = layout::create_bell(&our_bell)?;
+            (Some(seg), bell)
         } else {
-            None
+            let (_, bell) = layout::open_bell(service.descriptor(), Instant::now())
+                .map_err(CreateError::Bell)?;
+            (None, bell)
         };
-        let id = layout::random_id();
         let seg_name = layout::pub_segment(ns, name, id);
         let ring = broadcast::Config {
             capacity,

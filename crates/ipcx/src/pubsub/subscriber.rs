@@ -102,9 +102,8 @@ impl<T: Message> Subscriber<T> {
             .transport(Transport::Shm)
             .contract(T::contract()?)
             .open(ns)?;
-        let (_segment, bell) =
-            layout::open_bell(&layout::bell_segment(ns, name), Instant::now())
-                .map_err(|source| OpenError::Bell { service: name.to_owned(), source })?;
+        let (_segment, bell) = layout::open_bell(service.descriptor(), Instant::now())
+            .map_err(|source| OpenError::Bell { service: name.to_owned(), source })?;
         let layout = Layout::of(ns);
         let mut sub = Subscriber {
             dir: layout::pubs_dir(&layout, name),
