@@ -31,6 +31,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Call a request/response service once and print the reply.
     Call(CallArgs),
+    /// Publish TEXT (a UTF-8 string message) to a pub/sub service.
+    Pub(PubArgs),
+    /// Print the messages of a pub/sub service, one per line.
+    Sub(SubArgs),
     /// Internal: the far side of a benchmark, started by `ipcx bench`.
     #[command(hide = true, name = "__bench-peer")]
     BenchPeer(BenchPeerArgs),
@@ -135,4 +139,33 @@ pub struct CallArgs {
     /// Transport (shm, uds-stream, uds-seqpacket, pipe, fifo, posix-mq, sysv-msg, tcp).
     #[arg(long, default_value = "shm")]
     pub transport: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PubArgs {
+    /// The service (created if no live node serves it).
+    pub service: String,
+    /// The message.
+    pub text: String,
+    /// How many times to publish it.
+    #[arg(long, default_value_t = 1)]
+    pub count: u64,
+    /// Pause between two messages, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub interval: u64,
+    /// Wait (up to 10 s) for at least one subscriber before publishing.
+    #[arg(long)]
+    pub wait_subscriber: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SubArgs {
+    /// The service (waited for if it does not exist yet).
+    pub service: String,
+    /// Exit after this many messages (default: run until the timeout).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Give up after this long without a message, in milliseconds (default: never).
+    #[arg(long, value_name = "MS")]
+    pub timeout: Option<u64>,
 }

@@ -59,13 +59,16 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The (name, size) of each entry in `list` but the `chan.*` and `rpc.*` ones (a `--filter shm`
-/// also runs `chan.shm*` and `rpc.shm*`, tested in bench_chan.rs and the rpc tests).
+/// The (name, size) of each entry in `list` but the `chan.*`, `rpc.*` and `pubsub.*` ones (a
+/// `--filter shm` also runs `chan.shm*`, `rpc.shm*` and `pubsub.shm*`, tested in bench_chan.rs,
+/// the rpc tests and bench_pubsub.rs).
 fn rows(list: &Value) -> Vec<(String, u64)> {
     let list = list.as_array().expect("an array");
     list.iter()
-        .filter(|r| !r["name"].as_str().unwrap().starts_with("chan."))
-        .filter(|r| !r["name"].as_str().unwrap().starts_with("rpc."))
+        .filter(|r| {
+            let name = r["name"].as_str().unwrap();
+            !name.starts_with("chan.") && !name.starts_with("rpc.") && !name.starts_with("pubsub.")
+        })
         .map(|r| (r["name"].as_str().unwrap().to_owned(), r["size"].as_u64().unwrap()))
         .collect()
 }
@@ -150,11 +153,13 @@ fn floors_and_shm_entries_in_one_run_give_every_ratio_a_value() {
         }
     }
     let section = stdout.split("targets (ratios within this run):").nth(1).expect("a section");
-    let shm_verdicts = section
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("rpc."))
-        .filter(|l| l.ends_with("PASS") || l.ends_with("MISS"));
-    assert_eq!(shm_verdicts.count(), 4);
+    let judged = |l: &&str| {
+        let l = l.trim_start();
+        !l.starts_with("pubsub.")
+            && !l.starts_with("rpc.")
+            && (l.ends_with("PASS") || l.ends_with("MISS"))
+    };
+    assert_eq!(section.lines().filter(judged).count(), 4);
     assert_eq!(leftovers(pid), Vec::<String>::new());
 }
 

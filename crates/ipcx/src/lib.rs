@@ -13,6 +13,7 @@ pub mod frame;
 pub mod handshake;
 pub mod namespace;
 pub mod node;
+pub mod pubsub;
 pub mod rpc;
 pub mod service;
 

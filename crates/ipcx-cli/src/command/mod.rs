@@ -6,7 +6,9 @@ mod clean;
 mod doctor;
 mod inspect;
 mod ls;
+mod pub_;
 mod serve;
+mod sub;
 
 use std::fmt;
 
@@ -36,6 +38,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::BenchPeer(args) => bench::run_peer(args),
         Command::Serve(args) => serve::run(args, namespace(cli.namespace.clone())?),
         Command::Call(args) => call::run(args, namespace(cli.namespace.clone())?),
+        Command::Pub(args) => pub_::run(args, namespace(cli.namespace.clone())?),
+        Command::Sub(args) => sub::run(args, namespace(cli.namespace.clone())?),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! `--raw` runs the floors of the OS primitives (`floor.*`, see [`floors`]); without it the
 //! same run also measures the ipcx shared-memory entries (`shm.*`, see [`shm`]) and the
-//! channel API over each transport (`chan.*`, see [`chan`]), and checks their performance
+//! channel API over each transport (`chan.*`, see [`chan`]) and publish/subscribe
+//! (`pubsub.*`, see [`pubsub`]), and checks their performance
 //! targets against the floors of that run ([`targets`]). `--transport` keeps the entries of
 //! the transports it lists ([`chan::transport_of`]). Each entry runs
 //! in a fresh peer process (this binary as `ipcx __bench-peer`, see [`peer`]); [`harness`]
@@ -14,6 +15,7 @@ mod control;
 mod floors;
 mod harness;
 mod peer;
+mod pubsub;
 mod report;
 mod rpc;
 mod shm;
@@ -46,7 +48,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let all: Vec<Entry> = if args.raw {
         floors::ALL.to_vec()
     } else {
-        floors::ALL.iter().chain(shm::ALL).chain(chan::ALL).chain(rpc::ALL).copied().collect()
+        floors::ALL
+            .iter()
+            .chain(shm::ALL)
+            .chain(chan::ALL)
+            .chain(rpc::ALL)
+            .chain(pubsub::ALL)
+            .copied()
+            .collect()
     };
     let mut entries = select(&all, &args.filter)?;
     if let Some(transports) = &transports {

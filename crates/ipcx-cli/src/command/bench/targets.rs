@@ -10,6 +10,8 @@
 //! | `chan.shm` 64 B p50 / `shm.block` 64 B p50 | ≤ 1.10 |
 //! | `chan.<t>` 64 B p50 / `floor.<t>` 64 B p50, for the seven other transports | ≤ 1.10 |
 //! | `rpc.shm.spin` 64 B round trip (2 × p50) / `shm.spin` 64 B p50 | ≤ 2.2 |
+//! | `pubsub.shm` 64 B p50 / `shm.block` 64 B p50 | ≤ 1.20 |
+//! | `pubsub.shm.spin` 64 B p50 / `shm.spin` 64 B p50 | ≤ 1.20 |
 //!
 //! The channel API may cost at most 10% over the primitive it runs on: the frame header and
 //! the sequence number, not a second copy or a second system call per message.
@@ -85,8 +87,17 @@ static CHAN_TARGETS: &[(Transport, &str, &str, &str)] = chan_targets![
     Tcp "tcp" over "floor.tcp",
 ];
 
-/// Every target, evaluated on `report`: the four of the shm entries, one per chan entry, and
-/// the rpc round trip.
+/// Most a `pubsub.*` entry's 64 B p50 may be over the matching `shm.*` row's.
+const PUBSUB_OVER_SHM: f64 = 1.20;
+
+/// The `pubsub.*` targets: (entry, the `shm.*` row it is held to, ratio name).
+static PUBSUB_TARGETS: &[(&str, &str, &str)] = &[
+    ("pubsub.shm", "shm.block", "pubsub.shm 64 B p50 / shm.block 64 B p50"),
+    ("pubsub.shm.spin", "shm.spin", "pubsub.shm.spin 64 B p50 / shm.spin 64 B p50"),
+];
+
+/// Every target, evaluated on `report`: the four of the shm entries, one per chan entry, the
+/// rpc round trip and one per pubsub entry.
 pub fn evaluate(report: &Report) -> Vec<Ratio> {
     let get = |name: &str, size: usize, pick: fn(&Row) -> Option<f64>| -> Measure {
         report
@@ -142,6 +153,10 @@ pub fn evaluate(report: &Report) -> Vec<Ratio> {
         Bound::AtMost,
         2.2,
     ));
+    ratios.extend(PUBSUB_TARGETS.iter().map(|&(entry, shm_row, name)| {
+        let value = over(p50(entry, SMALL), p50(shm_row, SMALL));
+        Ratio::new(shm, name, value, Bound::AtMost, PUBSUB_OVER_SHM)
+    }));
     ratios
 }
 
@@ -251,7 +266,11 @@ mod tests {
             ..Report::default()
         };
         let r = evaluate(&report);
-        assert_eq!(r.len(), 4 + Transport::ALL.len() + 1, "shm, chan, rpc");
+        assert_eq!(
+            r.len(),
+            4 + Transport::ALL.len() + 1 + PUBSUB_TARGETS.len(),
+            "shm, chan, rpc, pubsub"
+        );
         assert!((r[0].value.unwrap() - 1.3).abs() < 1e-9 && r[0].pass);
         assert!(r[1].value.unwrap() > 1.1 && !r[1].pass);
         assert_eq!((r[2].value, r[2].pass), (None, false));

@@ -65,9 +65,10 @@ static SYSV_MSG: Chan = Chan::new("chan.sysv-msg", Transport::SysvMsg);
 static TCP: Chan = Chan::new("chan.tcp", Transport::Tcp);
 
 /// The transport an entry measures: `<t>` for `chan.<t>…`, `rpc.<t>…` and `floor.<t>`, `shm`
-/// for the `shm.*` entries; `None` for floors of primitives that are no transport (futex, spin, …).
+/// for the `shm.*` and `pubsub.shm*` entries; `None` for floors of primitives that are no
+/// transport (futex, spin, …).
 pub fn transport_of(entry: &str) -> Option<Transport> {
-    if entry.starts_with("shm.") {
+    if entry.starts_with("shm.") || entry.starts_with("pubsub.shm") {
         return Some(Transport::Shm);
     }
     let rest = ["chan.", "rpc.", "floor."].iter().find_map(|p| entry.strip_prefix(p))?;

@@ -159,12 +159,15 @@ impl Entry {
 /// The entry with this name (a floor, a [`shm`](super::shm) or a [`chan`](super::chan)
 /// entry), if it can be measured.
 pub fn find(name: &str) -> Option<&'static dyn Floor> {
-    ALL.iter().chain(super::shm::ALL).chain(super::chan::ALL).chain(super::rpc::ALL).find_map(|e| {
-        match e {
+    ALL.iter()
+        .chain(super::shm::ALL)
+        .chain(super::chan::ALL)
+        .chain(super::rpc::ALL)
+        .chain(super::pubsub::ALL)
+        .find_map(|e| match e {
             Entry::Ready(f) if f.name() == name => Some(*f),
             _ => None,
-        }
-    })
+        })
 }
 
 /// One OS primitive (or, for `shm.*` and `chan.*` entries, one ipcx layer) measured between
