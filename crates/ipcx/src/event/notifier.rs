@@ -32,7 +32,24 @@ impl EventNotifier {
     /// no live listener is bound there.
     pub fn open(ns: &Namespace, name: &str) -> Result<EventNotifier, OpenError> {
         check_name(name, "event")?;
-        let path = event_path(ns, name);
+        Self::connect(event_path(ns, name), name, ns.name())
+    }
+
+    /// Opens a notifier on a listener's socket file given by path (for example one of
+    /// another user's namespace, shared through a group and
+    /// [`permissions`](super::EventListenerBuilder::permissions)).
+    pub fn open_path(path: impl AsRef<Path>) -> Result<EventNotifier, OpenError> {
+        let path = path.as_ref();
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let namespace = path
+            .parent()
+            .and_then(Path::file_name)
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Self::connect(path.to_owned(), &name, &namespace)
+    }
+
+    fn connect(path: PathBuf, name: &str, namespace: &str) -> Result<EventNotifier, OpenError> {
         let os = |source: Box<dyn std::error::Error + Send + Sync>| OpenError::Os {
             path: path.clone(),
             source,
@@ -42,7 +59,7 @@ impl EventNotifier {
         socket.connect(&addr).map_err(|e| match e {
             ConnectError::NotFound { .. } | ConnectError::Refused { .. } => OpenError::NoListener {
                 name: name.to_owned(),
-                namespace: ns.name().to_owned(),
+                namespace: namespace.to_owned(),
                 path: path.clone(),
             },
             ConnectError::PermissionDenied { .. } => {
