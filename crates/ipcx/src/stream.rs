@@ -18,8 +18,9 @@
 //!   most the rest of one chunk.
 //! - **Flow control** is the channel's back-pressure: when the ring, queue or socket is
 //!   full, the writer blocks (up to its write timeout) until the reader catches up.
-//! - **Timeouts** work like [`std::net::TcpStream`]'s: [`set_read_timeout`]
-//!   (ByteStream::set_read_timeout) and [`set_write_timeout`](ByteStream::set_write_timeout)
+//! - **Timeouts** work like [`std::net::TcpStream`]'s:
+//!   [`set_read_timeout`](ByteStream::set_read_timeout) and
+//!   [`set_write_timeout`](ByteStream::set_write_timeout)
 //!   (`None`: wait as long as it takes; zero is refused); an expired wait is an error of kind
 //!   [`TimedOut`](io::ErrorKind::TimedOut). In [non-blocking mode](ByteStream::set_nonblocking)
 //!   waits that would block fail with [`WouldBlock`](io::ErrorKind::WouldBlock).
