@@ -25,6 +25,8 @@ pub mod name;
 /// How named objects are created and who may use them.
 pub mod options;
 
+/// Readiness of many fds at once, each with a caller's key (`epoll`).
+pub mod epoll;
 /// Event counters (`eventfd`).
 pub mod eventfd;
 /// Futex wait and wake on a shared `AtomicU32`.
