@@ -106,3 +106,32 @@ fn call_without_server_fails_with_one_line() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("ipcx: error: no listener for \"nobody\""), "{err}");
 }
+
+/// `ipcx ls --json` in `ns`.
+fn ls(ns: &Ns) -> serde_json::Value {
+    let out = Command::new(IPCX).args(["ls", "--json", "--namespace", &ns.0]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_served_service_is_listed_and_a_killed_server_is_cleaned() {
+    let ns = Ns::new("cli-rpc-ls");
+    let mut server = serve(&ns, "echo");
+    let listed = ls(&ns).to_string();
+    assert!(
+        listed.contains("\"echo\"") && listed.contains("rpc"),
+        "ls shows the service: {listed}"
+    );
+    let endpoint = ns.dir().join("echo.shm");
+    assert!(endpoint.exists());
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let out = Command::new(IPCX).args(["clean", "--namespace", &ns.0]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!endpoint.exists(), "clean removed the dead server's endpoint");
+    let listed = ls(&ns).to_string();
+    assert!(!listed.contains("\"echo\""), "the dead server's service is gone: {listed}");
+    let out = call(&ns, "echo", "hi", 500);
+    assert!(!out.status.success());
+}

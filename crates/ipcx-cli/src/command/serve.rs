@@ -20,7 +20,9 @@ pub fn run(args: ServeArgs, ns: ipcx::Namespace) -> anyhow::Result<()> {
         .into());
     }
     let transport = super::transport(&args.transport)?;
-    let server = RpcServer::<String, String>::bind(&ns, &args.service, transport)?;
+    // A node owns the service, so `ipcx ls` lists it and a cleaner removes it if we are killed.
+    let node = ipcx::node::Node::builder().namespace(ns.clone()).name("ipcx-serve").create()?;
+    let server = RpcServer::<String, String>::create(&node, &args.service, transport)?;
     let handle = server.serve(Ok);
     let mut out = std::io::stdout().lock();
     writeln!(out, "serving {} on {transport} in namespace {ns}", args.service)
@@ -31,6 +33,7 @@ pub fn run(args: ServeArgs, ns: ipcx::Namespace) -> anyhow::Result<()> {
         // Read and discard until end of file (or a read error: nobody can talk to us then).
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         handle.shutdown(ipcx::rpc::DEFAULT_SHUTDOWN_WAIT);
+        drop(node);
         return Ok(());
     }
     loop {

@@ -177,6 +177,9 @@ pub enum BindError {
     /// The channel could not listen (name in use, bad name, …).
     #[error(transparent)]
     Listen(#[from] ListenError),
+    /// The service descriptor could not be created (another live node serves the name, …).
+    #[error("cannot create the rpc service")]
+    Service(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 #[cfg(test)]

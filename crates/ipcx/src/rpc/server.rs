@@ -24,6 +24,8 @@ use crate::channel::{
 };
 use crate::codec::EncodeError;
 use crate::namespace::Namespace;
+use crate::node::{Node, Resource};
+use crate::service::{Pattern, Service};
 use crate::Transport;
 
 /// How long dropping a [`ServerHandle`] waits for its threads.
@@ -41,6 +43,8 @@ type Handler<Req, Resp> = Arc<HandlerFn<Req, Resp>>;
 /// [`serve_stream`](Self::serve_stream).
 pub struct RpcServer<Req: Payload, Resp: Payload> {
     listener: Listener,
+    /// The service descriptor, when created through a node (removed when the server ends).
+    service: Option<Service>,
     _types: PhantomData<fn(Req) -> Resp>,
 }
 
@@ -54,7 +58,28 @@ impl<Req: Payload, Resp: Payload> RpcServer<Req, Resp> {
     /// [`rpc_contract::<Req, Resp>`](rpc_contract)).
     pub fn bind_with(builder: ChannelBuilder) -> Result<Self, BindError> {
         let listener = builder.contract(rpc_contract::<Req, Resp>()?).listen()?;
-        Ok(RpcServer { listener, _types: PhantomData })
+        Ok(RpcServer { listener, service: None, _types: PhantomData })
+    }
+
+    /// Creates service `name` (pattern `rpc`) owned by `node`, so `ipcx ls` and discovery
+    /// see it and a cleaner removes it if the node dies, then listens over `transport` in the
+    /// node's namespace. The descriptor is written first and the endpoint registered as the
+    /// node's resource, so a crash at any point leaves nothing a cleaner does not remove.
+    pub fn create(node: &Node, name: &str, transport: Transport) -> Result<Self, BindError> {
+        let ns = node.namespace().clone();
+        let contract = rpc_contract::<Req, Resp>()?;
+        let endpoint = ns.dir().join(format!("{name}.{}", transport.name()));
+        let service = Service::builder(name, Pattern::Rpc)
+            .transport(transport)
+            .contract(contract)
+            .endpoint(endpoint.display().to_string())
+            .create(node)
+            .map_err(|e| BindError::Service(Box::new(e)))?;
+        node.register_resource(Resource::Path { path: endpoint })
+            .map_err(|e| BindError::Service(Box::new(e)))?;
+        let mut server = Self::bind_with(Channel::builder(name, transport).namespace(ns))?;
+        server.service = Some(service);
+        Ok(server)
     }
 
     /// The endpoint file clients connect to.
@@ -90,9 +115,14 @@ impl<Req: Payload, Resp: Payload> RpcServer<Req, Resp> {
         let transport = self.listener.transport();
         let (stop2, conns2) = (stop.clone(), conns.clone());
         let listener = self.listener;
+        let service = self.service;
         let accept = thread::Builder::new()
             .name("ipcx-rpc-accept".into())
-            .spawn(move || accept_loop(listener, handler, stop2, conns2))
+            .spawn(move || {
+                accept_loop(listener, handler, stop2, conns2);
+                // The descriptor goes when the server stops accepting.
+                drop(service);
+            })
             .map_err(|e| tracing::error!(error = %e, "cannot start the rpc accept thread"))
             .ok();
         ServerHandle { stop, accept, conns, path, transport }
