@@ -365,6 +365,12 @@ impl Core {
         }
     }
 
+    /// What an event loop waits on for this channel's link.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn readiness(&self) -> Option<super::link::Readiness<'_>> {
+        self.link.readiness()
+    }
+
     /// Takes the fds that came with the message last received.
     pub(crate) fn take_last_fds(&mut self) -> Vec<OwnedFd> {
         std::mem::take(&mut self.last_fds)

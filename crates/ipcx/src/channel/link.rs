@@ -148,4 +148,21 @@ pub trait LinkOps {
     fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
         None
     }
+
+    /// The fds whose readability (`read`) or writability (`write`) may end a would-block
+    /// receive or send, for event loops; `None` if the link waits on something else (a
+    /// futex, a System V queue). A readable fd means "try again", not "a frame is there".
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    fn readiness(&self) -> Option<Readiness<'_>> {
+        None
+    }
+}
+
+/// What an event loop waits on for a link (see [`LinkOps::readiness`]).
+#[derive(Debug)]
+pub struct Readiness<'a> {
+    /// Readable: a receive may now succeed (or find the peer gone).
+    pub read: Vec<BorrowedFd<'a>>,
+    /// Writable: a send may now succeed.
+    pub write: Vec<BorrowedFd<'a>>,
 }

@@ -322,6 +322,15 @@ impl Channel {
     }
 }
 
+impl Channel {
+    /// The fds an event loop may wait on before retrying a `try_` call (see
+    /// [`link::Readiness`]); `None` on transports that wait on a futex or a System V queue.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn readiness(&self) -> Option<link::Readiness<'_>> {
+        self.core.readiness()
+    }
+}
+
 impl Drop for Channel {
     fn drop(&mut self) {
         self.core.close();

@@ -90,6 +90,10 @@ impl LinkOps for Link {
     fn take_fds(&mut self) -> Option<Vec<std::os::fd::OwnedFd>> {
         dispatch!(self, l => l.take_fds())
     }
+
+    fn readiness(&self) -> Option<super::link::Readiness<'_>> {
+        dispatch!(self, l => l.readiness())
+    }
 }
 
 /// What a transport needs to build one connection's data path after the handshake.

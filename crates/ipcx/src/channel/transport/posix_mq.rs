@@ -163,6 +163,17 @@ impl LinkOps for MqLink {
         self.max_frame
     }
 
+    fn readiness(&self) -> Option<crate::channel::link::Readiness<'_>> {
+        use std::os::fd::AsFd;
+        // Queue descriptors are pollable on Linux; the rendezvous socket reads end-of-file
+        // when the peer is gone.
+        let read = vec![self.rx.as_fd(), self.ctl.as_fd()];
+        Some(crate::channel::link::Readiness {
+            read,
+            write: vec![self.tx.as_fd(), self.ctl.as_fd()],
+        })
+    }
+
     fn send(&mut self, parts: &[&[u8]], deadline: Deadline) -> Result<(), LinkError> {
         let len = parts.iter().map(|p| p.len()).sum::<usize>();
         if len > self.max_frame {

@@ -162,6 +162,12 @@ impl LinkOps for SeqpacketLink {
     fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
         self.fds.take()
     }
+
+    fn readiness(&self) -> Option<crate::channel::link::Readiness<'_>> {
+        use std::os::fd::AsFd;
+        let fd = self.sock.as_fd();
+        Some(crate::channel::link::Readiness { read: vec![fd], write: vec![fd] })
+    }
 }
 
 impl FrameIo for UdsSeqpacket {

@@ -251,6 +251,11 @@ impl<T: ByteIo> LinkOps for StreamLink<T> {
     fn take_fds(&mut self) -> Option<Vec<OwnedFd>> {
         self.fd_batches.pop_front()
     }
+
+    fn readiness(&self) -> Option<crate::channel::link::Readiness<'_>> {
+        let (read, write) = self.io.fds();
+        Some(crate::channel::link::Readiness { read: vec![read], write: vec![write] })
+    }
 }
 
 /// The stream ended in the middle of a frame.
