@@ -160,6 +160,7 @@ pub trait LinkOps {
 
 /// What an event loop waits on for a link (see [`LinkOps::readiness`]).
 #[derive(Debug)]
+#[cfg_attr(not(feature = "tokio"), allow(dead_code))]
 pub struct Readiness<'a> {
     /// Readable: a receive may now succeed (or find the peer gone).
     pub read: Vec<BorrowedFd<'a>>,

@@ -21,7 +21,7 @@ use self::end::Config;
 use super::floors::{Channel, Endpoint, Entry, Floor, PeerIo};
 
 /// Sizes of the `pubsub.*` entries when `--sizes` is not given.
-pub const SIZES: &[usize] = &[64, 4096];
+pub const SIZES: &[usize] = &[8, 64, 4096, 65536, 1 << 20];
 /// The only size at which the throughput is measured.
 pub const THROUGHPUT_SIZE: usize = 64;
 /// Spin of `pubsub.shm.spin`: far longer than any round trip, so a receive never parks.
