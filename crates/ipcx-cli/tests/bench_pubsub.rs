@@ -41,7 +41,8 @@ fn pubsub_entries_are_measured_held_to_their_shm_rows_and_cleaned_up() {
     let name = format!("ipcxt-bench-pubsub-{}-{nanos:x}.json", std::process::id());
     let json = TempJson(std::env::temp_dir().join(name));
     let child = Command::new(env!("CARGO_BIN_EXE_ipcx"))
-        .args(["bench", "--quick", "--samples", "200", "--filter", "pubsub", "--json"])
+        .args(["bench", "--quick", "--samples", "200", "--filter", "pubsub"])
+        .args(["--sizes", "64,4096", "--json"])
         .arg(&json.0)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
