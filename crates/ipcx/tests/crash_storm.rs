@@ -391,6 +391,9 @@ fn storm(target_kills: u64) {
         percentile(&t.latencies, 0.99),
         percentile(&t.latencies, 1.0),
     );
+    if leftover_count > 0 {
+        println!("crash storm leftovers: {shm_left:?} {sysv_left:?} {files_left:?}");
+    }
     let slow: Vec<_> = t.latencies.iter().filter(|&&l| l > DETECT_BOUND_US).collect();
 
     assert!(total >= target_kills);

@@ -11,7 +11,8 @@
 //!   was noticed gone;
 //! - `C <what>`: a corrupt, duplicated or out-of-order message was delivered;
 //! - `G <what>`: a message was lost (a gap) where none may be;
-//! - `V <op> <elapsed ms> <bound ms>`: an operation overran its timeout by more than 1 s;
+//! - `V <op> <elapsed ms> <bound ms> at <unix µs>`: an operation overran its timeout by
+//!   more than 1 s;
 //! - `T <op>`: an operation timed out (allowed; counted);
 //! - `E <what>`: an unexpected error.
 //!
@@ -143,7 +144,12 @@ impl Events {
         let r = f();
         let took = t.elapsed();
         if took > bound + SLACK {
-            self.event(&format!("V {op} {} {}", took.as_millis(), bound.as_millis()));
+            self.event(&format!(
+                "V {op} {} {} at {}",
+                took.as_millis(),
+                bound.as_millis(),
+                now_us()
+            ));
         }
         r
     }
