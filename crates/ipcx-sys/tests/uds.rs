@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 
 use ipcx_sys::eventfd::EventFd;
 use ipcx_sys::uds::{
-    AcceptError, AddrError, BindError, BindOptions, ConnectError, RecvError, RecvFdsError,
-    SendError, UdsAddr, UdsDatagram, UdsListener, UdsSeqpacket, UdsSeqpacketListener, UdsStream,
+    is_stale, AcceptError, AddrError, BindError, BindOptions, ConnectError, RecvError,
+    RecvFdsError, SendError, UdsAddr, UdsDatagram, UdsListener, UdsSeqpacket, UdsSeqpacketListener,
+    UdsStream,
 };
 use ipcx_sys::{CreateMode, Permissions};
 use ipcx_testkit::{peer, read_command, signal, unique_name, NOBODY_UID};
@@ -341,12 +342,18 @@ fn socket_files_are_removed_on_drop_and_reclaimed_after_sigkill() {
     p.kill();
     assert!(exists(&addr));
     assert!(matches!(UdsStream::connect(&addr), Err(ConnectError::Refused { .. })));
+    let path = addr.as_path().unwrap().to_owned();
+    assert!(is_stale(&path, false).unwrap(), "nobody listens: stale");
+    assert!(!is_stale(&dir.0.join("absent.sock"), false).unwrap(), "no file: not stale");
     assert!(matches!(
         UdsListener::bind(&addr, &BindOptions::default()),
         Err(BindError::AlreadyExists { .. })
     ));
     let l = UdsListener::bind(&addr, &BindOptions::new(CreateMode::OpenOrCreate)).unwrap();
+    assert!(!is_stale(&path, false).unwrap(), "a live listener is not stale");
+    assert!(!is_stale(&path, true).unwrap(), "a probe of the wrong type counts as alive");
     let c = UdsStream::connect(&addr).unwrap();
+    let _probe = l.accept_timeout(LONG).unwrap();
     let s = l.accept_timeout(LONG).unwrap();
     c.send_all(b"x", LONG).unwrap();
     let mut b = [0u8; 1];

@@ -11,17 +11,26 @@
 //!
 //! Cleanup runs when a [`Node`](crate::node::Node) is created, when a service is created or
 //! opened, and on demand ([`clean`], `ipcx clean`).
+//!
+//! Channel listeners (and so RPC servers) belong to no node: a listener killed before it
+//! could remove its endpoint file (`<name>.<transport>` in the namespace directory) leaves
+//! it behind. [`clean`] also removes those files when nobody listens there any more (a
+//! unix socket whose probe connect is refused twice, see [`ipcx_sys::uds::is_stale`]; a tcp
+//! address file whose address refuses connections). Automatic cleanup does not: the probe
+//! costs a connection to every live listener.
 
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use ipcx_sys::liveness::{claim_dead, probe, DeadToken, Liveness, ProbeError};
+use ipcx_sys::uds::is_stale;
 use thiserror::Error;
 
 use crate::node::{self, Layout, NodeId, NodeRecord, RemoveResourceError, Resource};
 use crate::service;
-use crate::Namespace;
+use crate::{Namespace, Transport};
 
 /// One thing a cleaner removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +112,8 @@ pub struct CleanReport {
     pub dry_run: bool,
     /// The dead nodes this cleaner handled (a dead node another cleaner holds is skipped).
     pub nodes: Vec<CleanedNode>,
+    /// Endpoint files of dead listeners that were removed (in a dry run: would be).
+    pub endpoints: Vec<PathBuf>,
 }
 
 /// Listing the namespace failed.
@@ -128,8 +139,20 @@ pub fn clean(ns: &Namespace, dry_run: bool) -> Result<CleanReport, CleanError> {
     clean_with(ns, dry_run, &mut |_, _| {})
 }
 
-/// [`clean`], calling `progress` after each item is removed (for progress output).
+/// [`clean`], calling `progress` after each item of a node is removed (for progress
+/// output).
 pub fn clean_with(
+    ns: &Namespace,
+    dry_run: bool,
+    progress: &mut dyn FnMut(&NodeId, &Removed),
+) -> Result<CleanReport, CleanError> {
+    let mut report = clean_nodes(ns, dry_run, progress)?;
+    report.endpoints = sweep_endpoints(ns, dry_run)?;
+    Ok(report)
+}
+
+/// The node part of [`clean_with`].
+fn clean_nodes(
     ns: &Namespace,
     dry_run: bool,
     progress: &mut dyn FnMut(&NodeId, &Removed),
@@ -139,7 +162,7 @@ pub fn clean_with(
         let path = path.clone();
         move |source| CleanError::List { path, source }
     };
-    let mut report = CleanReport { dry_run, nodes: Vec::new() };
+    let mut report = CleanReport { dry_run, ..CleanReport::default() };
     for id in layout.node_ids().map_err(list(&layout.nodes))? {
         if let Some(done) = clean_one(&layout, &id, dry_run, progress)? {
             report.nodes.push(done);
@@ -273,10 +296,50 @@ fn remove_item(layout: &Layout, id: &NodeId, item: &Removed) -> Result<bool, Ite
     }
 }
 
-/// Runs [`clean`] and only logs what goes wrong: automatic cleanup never fails the
-/// operation that triggered it.
+/// How long a probe of a tcp endpoint waits for an answer.
+const TCP_PROBE: Duration = Duration::from_millis(100);
+
+/// Removes the endpoint files in `ns`'s directory that no listener serves any more.
+fn sweep_endpoints(ns: &Namespace, dry_run: bool) -> Result<Vec<PathBuf>, CleanError> {
+    let dir = ns.dir();
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(CleanError::List { path: dir, source }),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some((_, ext)) = name.to_str().and_then(|n| n.rsplit_once('.')) else { continue };
+        let Ok(transport) = ext.parse::<Transport>() else { continue };
+        let stale = match transport {
+            Transport::Tcp => tcp_refuses(&path),
+            t => is_stale(&path, t == Transport::UdsSeqpacket).unwrap_or(false),
+        };
+        if stale && (dry_run || node::remove_file(&path).unwrap_or(false)) {
+            tracing::info!(endpoint = %path.display(), "removed a dead listener's endpoint");
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether the tcp address file at `path` names an address that refuses connections.
+fn tcp_refuses(path: &std::path::Path) -> bool {
+    let Some(addr) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()) else {
+        return false;
+    };
+    matches!(
+        std::net::TcpStream::connect_timeout(&addr, TCP_PROBE),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Runs the node part of [`clean`] and only logs what goes wrong: automatic cleanup never
+/// fails the operation that triggered it.
 pub(crate) fn clean_quietly(ns: &Namespace) {
-    match clean(ns, false) {
+    match clean_nodes(ns, false, &mut |_, _| {}) {
         Ok(report) => log(&report),
         Err(e) => tracing::debug!(error = %e, "automatic cleanup skipped"),
     }
@@ -285,7 +348,9 @@ pub(crate) fn clean_quietly(ns: &Namespace) {
 /// Cleans up after node `id` only, logging failures.
 pub(crate) fn clean_node_quietly(ns: &Namespace, id: &NodeId) {
     match clean_one(&Layout::of(ns), id, false, &mut |_, _| {}) {
-        Ok(Some(node)) => log(&CleanReport { dry_run: false, nodes: vec![node] }),
+        Ok(Some(node)) => {
+            log(&CleanReport { dry_run: false, nodes: vec![node], endpoints: Vec::new() })
+        }
         Ok(None) => {}
         Err(e) => tracing::debug!(error = %e, "automatic cleanup skipped"),
     }

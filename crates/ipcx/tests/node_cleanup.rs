@@ -379,3 +379,26 @@ fn cleaner_killed_midway_is_finished_by_the_next() {
     assert_eq!(dead.present(), [false; 3]);
     assert!(list_nodes(ns).unwrap().is_empty());
 }
+
+#[test]
+fn clean_removes_endpoints_of_dead_listeners_only() {
+    let ns = TestNs::new("nc-ep");
+    let dir = ns.0.ensure_dir().unwrap();
+    // A listener that died without removing its socket file (std does not unlink on drop),
+    // one of each socket kind that is still alive, and a file that is no endpoint.
+    drop(UnixListener::bind(dir.join("dead.shm")).unwrap());
+    let live = ipcx::Channel::builder("live", Transport::Shm).namespace(ns.0.clone()).listen();
+    let seq = ipcx::Channel::builder("seq", Transport::UdsSeqpacket).namespace(ns.0.clone());
+    let (live, seq) = (live.unwrap(), seq.listen().unwrap());
+    std::fs::write(dir.join("notes.txt"), "x").unwrap();
+
+    let dry = clean(&ns.0, true).unwrap();
+    assert_eq!(dry.endpoints, vec![dir.join("dead.shm")]);
+    assert!(dir.join("dead.shm").exists(), "a dry run removes nothing");
+    let report = clean(&ns.0, false).unwrap();
+    assert_eq!(report.endpoints, vec![dir.join("dead.shm")]);
+    assert!(!dir.join("dead.shm").exists());
+    assert!(dir.join("live.shm").exists() && dir.join("seq.uds-seqpacket").exists());
+    assert!(dir.join("notes.txt").exists(), "not an endpoint: left alone");
+    drop((live, seq));
+}

@@ -207,3 +207,43 @@ fn reclaim_stale(path: &Path, ty: SocketType, addr: &UdsAddr) -> Result<(), Bind
         Err(e) => Err(bind_errno(e, addr)),
     }
 }
+
+/// How long [`is_stale`] waits between its two probes.
+const STALE_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Whether the socket file at `path` is stale: nobody listens on it, as a listener killed
+/// before it could unlink its file leaves it. The probe is the one binding with
+/// [`CreateMode::OpenOrCreate`] uses (a connect that is refused), made twice
+/// 10 ms apart on the same file, because a listener between its `bind` and `listen` refuses
+/// connections for an instant. `seqpacket` must match the listener's socket type (a probe
+/// of the wrong type counts as alive). A probe that finds a live listener leaves it one
+/// connection that closes at once. `Ok(false)` if no file is there; [`BindError::NotASocket`]
+/// if something else is. Removing the file is the caller's business (recheck nothing
+/// replaced it: a new listener may reclaim it meanwhile).
+pub fn is_stale(path: &Path, seqpacket: bool) -> Result<bool, BindError> {
+    // A path no socket can be bound to was never a listener's.
+    let Ok(addr) = UdsAddr::path(path) else { return Ok(false) };
+    let ty = if seqpacket { SocketType::SEQPACKET } else { SocketType::STREAM };
+    let identity = |addr: &UdsAddr| match lstat(path) {
+        Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Socket => {
+            Ok(Some((st.st_dev, st.st_ino)))
+        }
+        Ok(_) => Err(BindError::NotASocket { addr: addr.clone() }),
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(BindError::Os(e)),
+    };
+    let Some(first) = identity(&addr)? else { return Ok(false) };
+    for attempt in 0..2 {
+        if attempt > 0 {
+            std::thread::sleep(STALE_RECHECK);
+        }
+        // Non-blocking, so a live listener with a full backlog answers EAGAIN.
+        let probe = io::socket(ty, true)?;
+        match io::retry_intr(|| connect(probe.as_fd(), &addr.to_sockaddr())) {
+            Err(Errno::CONNREFUSED) => {}
+            Err(Errno::NOENT) | Ok(()) | Err(Errno::AGAIN | Errno::PROTOTYPE) => return Ok(false),
+            Err(e) => return Err(bind_errno(e, &addr)),
+        }
+    }
+    Ok(identity(&addr)? == Some(first))
+}

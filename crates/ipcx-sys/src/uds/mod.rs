@@ -40,7 +40,7 @@ mod seqpacket;
 mod stream;
 
 pub use addr::{AddrError, UdsAddr, MAX_ABSTRACT_LEN, MAX_PATH_LEN};
-pub use bind::BindOptions;
+pub use bind::{is_stale, BindOptions};
 pub use cred::PeerCred;
 pub use dgram::UdsDatagram;
 pub use fdpass::MAX_FDS;
