@@ -114,6 +114,8 @@ pub struct CleanReport {
     pub nodes: Vec<CleanedNode>,
     /// Endpoint files of dead listeners that were removed (in a dry run: would be).
     pub endpoints: Vec<PathBuf>,
+    /// Temporary files of writers killed mid-write that were removed (dry run: would be).
+    pub temp_files: Vec<PathBuf>,
 }
 
 /// Listing the namespace failed.
@@ -148,6 +150,13 @@ pub fn clean_with(
 ) -> Result<CleanReport, CleanError> {
     let mut report = clean_nodes(ns, dry_run, progress)?;
     report.endpoints = sweep_endpoints(ns, dry_run)?;
+    // Temporary files of writers killed between writing and publishing a record.
+    for tmp in crate::node::orphan_temp_files(&ns.dir()) {
+        if dry_run || node::remove_file(&tmp).unwrap_or(false) {
+            tracing::info!(file = %tmp.display(), "removed a killed writer's temporary file");
+            report.temp_files.push(tmp);
+        }
+    }
     Ok(report)
 }
 
@@ -349,7 +358,7 @@ pub(crate) fn clean_quietly(ns: &Namespace) {
 pub(crate) fn clean_node_quietly(ns: &Namespace, id: &NodeId) {
     match clean_one(&Layout::of(ns), id, false, &mut |_, _| {}) {
         Ok(Some(node)) => {
-            log(&CleanReport { dry_run: false, nodes: vec![node], endpoints: Vec::new() })
+            log(&CleanReport { dry_run: false, nodes: vec![node], ..CleanReport::default() })
         }
         Ok(None) => {}
         Err(e) => tracing::debug!(error = %e, "automatic cleanup skipped"),

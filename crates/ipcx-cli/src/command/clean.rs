@@ -10,12 +10,15 @@ use crate::cli::CleanArgs;
 pub fn run(ns: &Namespace, args: &CleanArgs) -> anyhow::Result<()> {
     let report = clean(ns, args.dry_run).context("cleanup failed")?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    if report.nodes.is_empty() && report.endpoints.is_empty() {
+    if report.nodes.is_empty() && report.endpoints.is_empty() && report.temp_files.is_empty() {
         println!("nothing to clean in namespace {}", ns.name());
         return Ok(());
     }
     for path in &report.endpoints {
         println!("dead listener: {verb} endpoint {}", path.display());
+    }
+    for path in &report.temp_files {
+        println!("killed writer: {verb} temporary file {}", path.display());
     }
     let mut failed = 0;
     for node in &report.nodes {

@@ -169,7 +169,8 @@ pub(crate) fn ensure_subdir(dir: &Path) -> io::Result<()> {
 /// the umask) and returns the temporary path; the caller publishes it.
 pub(crate) fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{:016x}.tmp", random_u64()));
+    // The writer's pid in the name lets a cleaner remove what a killed writer left.
+    let tmp = dir.join(format!(".{}.{:016x}.tmp", std::process::id(), random_u64()));
     let mut file = OpenOptions::new().write(true).create_new(true).mode(mode).open(&tmp)?;
     let res =
         file.set_permissions(fs::Permissions::from_mode(mode)).and_then(|()| file.write_all(bytes));
@@ -178,6 +179,38 @@ pub(crate) fn write_temp(path: &Path, bytes: &[u8], mode: u32) -> io::Result<Pat
         return Err(e);
     }
     Ok(tmp)
+}
+
+/// The temporary files in `dir` (and its subdirectories, one level down) whose writer
+/// process no longer exists: left by a writer killed between writing and publishing.
+pub(crate) fn orphan_temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![(dir.to_owned(), 0)];
+    while let Some((d, depth)) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if depth < 2 {
+                    dirs.push((path, depth + 1));
+                }
+                continue;
+            }
+            let name = entry.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp"))
+                .and_then(|n| n.split_once('.'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid.to_string()).exists() {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// Replaces `path` atomically with `bytes` (temporary file, then rename).
