@@ -38,11 +38,8 @@ fn example(name: &str) -> PathBuf {
 /// Runs example `name` with a timeout; returns its standard output after checking it
 /// succeeded and left nothing in /dev/shm or the runtime directory.
 fn run(name: &str) -> String {
-    let mut child = Command::new(example(name))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(example(name)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id();
     let mut stdout = child.stdout.take().unwrap();
     let mut stderr = child.stderr.take().unwrap();

@@ -2,11 +2,16 @@
 //!
 //! Prints `serving SERVICE on TRANSPORT in namespace NS` once clients can connect, then
 //! serves until interrupted, or (with `--until-eof`) until standard input is closed.
+//! The server runs in a node of its own and publishes a service descriptor (pattern `rpc`,
+//! the endpoint's path) so that `ipcx ls` and `ipcx inspect` see it; a killed server's
+//! descriptor and node are removed by the next cleanup.
 
 use std::io::Write;
 
 use anyhow::Context;
-use ipcx::rpc::RpcServer;
+use ipcx::rpc::{rpc_contract, RpcServer};
+use ipcx::service::{Pattern, Service};
+use ipcx::Node;
 
 use super::UsageError;
 use crate::cli::ServeArgs;
@@ -20,7 +25,14 @@ pub fn run(args: ServeArgs, ns: ipcx::Namespace) -> anyhow::Result<()> {
         .into());
     }
     let transport = super::transport(&args.transport)?;
+    let node = Node::builder().namespace(ns.clone()).name("ipcx-serve").create()?;
     let server = RpcServer::<String, String>::bind(&ns, &args.service, transport)?;
+    let _service = Service::builder(&args.service, Pattern::Rpc)
+        .transport(transport)
+        .contract(rpc_contract::<String, String>()?)
+        .endpoint(server.path().to_string_lossy())
+        .create(&node)
+        .with_context(|| format!("cannot publish the descriptor of {:?}", args.service))?;
     let handle = server.serve(Ok);
     let mut out = std::io::stdout().lock();
     writeln!(out, "serving {} on {transport} in namespace {ns}", args.service)
