@@ -4,14 +4,14 @@
 //! serves until interrupted, or (with `--until-eof`) until standard input is closed.
 //! The server runs in a node of its own and publishes a service descriptor (pattern `rpc`,
 //! the endpoint's path) so that `ipcx ls` and `ipcx inspect` see it; a killed server's
-//! descriptor and node are removed by the next cleanup.
+//! descriptor, endpoint and node are removed by the next cleanup.
 
 use std::io::Write;
 
 use anyhow::Context;
 use ipcx::rpc::{rpc_contract, RpcServer};
 use ipcx::service::{Pattern, Service};
-use ipcx::Node;
+use ipcx::{Node, Resource};
 
 use super::UsageError;
 use crate::cli::ServeArgs;
@@ -27,6 +27,9 @@ pub fn run(args: ServeArgs, ns: ipcx::Namespace) -> anyhow::Result<()> {
     let transport = super::transport(&args.transport)?;
     let node = Node::builder().namespace(ns.clone()).name("ipcx-serve").create()?;
     let server = RpcServer::<String, String>::bind(&ns, &args.service, transport)?;
+    // If this process is killed, cleanup removes the socket file with the node's other
+    // resources.
+    node.register_resource(Resource::Path { path: server.path().to_owned() })?;
     let _service = Service::builder(&args.service, Pattern::Rpc)
         .transport(transport)
         .contract(rpc_contract::<String, String>()?)
