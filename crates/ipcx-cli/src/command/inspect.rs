@@ -62,7 +62,7 @@ pub fn run(ns: &Namespace, args: &InspectArgs) -> anyhow::Result<()> {
 /// What the service's pattern shows of its current state.
 enum Live {
     /// A pub/sub service's publishers and subscribers.
-    PubSub(PubSubInfo),
+    PubSub(Box<PubSubInfo>),
     /// Whether a request/response endpoint is listening (`None`: cannot tell).
     Rpc(Option<bool>),
     /// Nothing more to show for this pattern.
@@ -72,10 +72,10 @@ enum Live {
 impl Live {
     fn read(ns: &Namespace, d: &ServiceDescriptor) -> anyhow::Result<Live> {
         Ok(match d.pattern {
-            Pattern::PubSub => Live::PubSub(
+            Pattern::PubSub => Live::PubSub(Box::new(
                 ipcx::pubsub::inspect(ns, &d.name)
                     .with_context(|| format!("cannot inspect service {:?}", d.name))?,
-            ),
+            )),
             // A tcp endpoint file holds an address, not a socket: nothing to look up.
             Pattern::Rpc if d.transport != "tcp" => {
                 Live::Rpc(endpoint_listening(Path::new(&d.endpoint)).ok())
