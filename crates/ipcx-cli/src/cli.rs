@@ -23,7 +23,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// List services and nodes, with liveness.
     Ls(LsArgs),
-    /// Show a service's descriptor and whether its owner is alive.
+    /// Show a service: its descriptor, owner liveness and live state (publishers, ring
+    /// counters, subscribers and their lag; whether an RPC endpoint listens).
     Inspect(InspectArgs),
     /// Remove what dead nodes left behind (resources, services, records).
     Clean(CleanArgs),

@@ -6,7 +6,7 @@
 //! and its owner alive, or the timeout passes.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ipcx_sys::liveness::probe;
@@ -115,6 +115,34 @@ pub fn list_services(ns: &Namespace) -> Result<Vec<ServiceInfo>, ListError> {
         .collect())
 }
 
+/// Whether a unix socket is listening at `path` (an RPC, stream or channel endpoint), read
+/// from the kernel's socket table (`/proc/net/unix`, sockets of this network namespace)
+/// without connecting, so the listener sees nothing. `Ok(false)` for a stale socket file or
+/// no file at all.
+pub fn endpoint_listening(path: &Path) -> io::Result<bool> {
+    let table = std::fs::read_to_string("/proc/net/unix")?;
+    Ok(unix_table_has_listener(&table, &path.to_string_lossy()))
+}
+
+/// Whether `table` (the text of `/proc/net/unix`) lists a listening socket bound at `path`.
+fn unix_table_has_listener(table: &str, path: &str) -> bool {
+    /// `__SO_ACCEPTCON` in the Flags column: the socket listens.
+    const ACCEPTCON: u32 = 1 << 16;
+    table.lines().skip(1).any(|line| {
+        // Num RefCount Protocol Flags Type St Inode [Path]; the path may hold spaces.
+        let mut rest = line;
+        let mut fields = [""; 7];
+        for field in &mut fields {
+            let t = rest.trim_start();
+            let end = t.find(' ').unwrap_or(t.len());
+            (*field, rest) = t.split_at(end);
+        }
+        let listening =
+            u32::from_str_radix(fields[3], 16).is_ok_and(|flags| flags & ACCEPTCON != 0);
+        listening && rest.trim_start() == path
+    })
+}
+
 /// Waits until service `name` of `ns` exists with a live owner, and opens it.
 pub fn wait_for_service(
     ns: &Namespace,
@@ -139,5 +167,22 @@ pub fn wait_for_service(
         }
         std::thread::sleep(backoff.min(timeout - waited));
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unix_table_has_listener;
+
+    #[test]
+    fn finds_listening_sockets_only() {
+        let table = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 1001 /run/a b.shm\n\
+            0000000000000000: 00000002 00000000 00000000 0001 03 1002 /run/c.shm\n\
+            0000000000000000: 00000002 00000000 00010000 0005 01 1003 /run/x/c.shm\n";
+        assert!(unix_table_has_listener(table, "/run/a b.shm"));
+        assert!(!unix_table_has_listener(table, "/run/c.shm"));
+        assert!(!unix_table_has_listener(table, "/run/missing"));
+        assert!(!unix_table_has_listener("garbage\n\n\u{1F600} 1 2 zz", "/run/c.shm"));
     }
 }

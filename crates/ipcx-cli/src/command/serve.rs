@@ -2,6 +2,9 @@
 //!
 //! Prints `serving SERVICE on TRANSPORT in namespace NS` once clients can connect, then
 //! serves until interrupted, or (with `--until-eof`) until standard input is closed.
+//! The server runs in a node of its own and publishes a service descriptor (pattern `rpc`,
+//! the endpoint's path: [`RpcServer::create`]) so that `ipcx ls` and `ipcx inspect` see it; a
+//! killed server's descriptor, endpoint and node are removed by the next cleanup.
 
 use std::io::Write;
 

@@ -96,6 +96,11 @@ pub(super) fn open_pub_segment(name: &str) -> Result<Segment, SegOpenError> {
     Segment::open(name, Expect { kind: PUB_KIND, fingerprint: FINGERPRINT })
 }
 
+/// Opens the service's bell segment `name` without waiting (for inspection).
+pub(super) fn open_bell_segment(name: &str) -> Result<Segment, SegOpenError> {
+    Segment::open(name, Expect { kind: BELL_KIND, fingerprint: FINGERPRINT })
+}
+
 /// Creates the service's bell (by the service's owner, right after the descriptor).
 pub(super) fn create_bell(
     name: &str,

@@ -83,6 +83,11 @@
 //! subscriber first reads what is left in the ring, then drops that ring and reports
 //! [`RecvError::PublisherGone`] once.
 //!
+//! # Inspection
+//!
+//! [`inspect`] reads a service's publishers, their rings' counters and each subscriber's
+//! lag from any process, without joining or disturbing anything (`ipcx inspect`).
+//!
 //! # Limits
 //!
 //! - No history: a late joiner sees only messages sent after it attached. The broadcast
@@ -96,6 +101,7 @@
 //! - Payload bytes read in place come from another process: treat them as untrusted.
 
 mod error;
+mod inspect;
 mod layout;
 mod publisher;
 mod subscriber;
@@ -103,6 +109,9 @@ mod subscriber;
 use std::time::Duration;
 
 pub use error::{CreateError, LoanError, OpenError, RecvError, SendError};
+pub use inspect::{
+    inspect, InspectError, PubSubInfo, PublisherInfo, ReadError, RingInfo, SubscriberInfo,
+};
 pub use publisher::{Loan, Publisher};
 pub use subscriber::{Sample, Subscriber};
 
