@@ -25,7 +25,7 @@ const PUB_KIND: SegmentKind = SegmentKind::Other(0x8000_0000 | 0x5053_5542);
 /// The service bell's segment: "PSBL".
 const BELL_KIND: SegmentKind = SegmentKind::Other(0x8000_0000 | 0x5053_424c);
 /// Fingerprint of this layout (bump the low byte on change).
-const FINGERPRINT: u64 = 0x6970_6378_7073_0100;
+const FINGERPRINT: u64 = 0x6970_6378_7073_0101;
 /// Offset of the space doorbell in a publisher segment's payload.
 pub(super) const SPACE_BELL: usize = 0;
 /// Offset of the ring in a publisher segment's payload.
