@@ -53,7 +53,8 @@ fn open_region(name: &str) -> MappedRegion {
 fn create(name: &str, policy: Policy) -> (PosixShm, MappedRegion) {
     let shm = PosixShm::builder(name).size(size()).open().unwrap();
     let region = MappedRegion::new(shm.map(Access::ReadWrite).unwrap()).unwrap();
-    broadcast::init(&region, 0, Config { capacity: CAP, slots: SLOTS, policy }).unwrap();
+    broadcast::init(&region, 0, Config { capacity: CAP, slots: SLOTS, policy, history: 0 })
+        .unwrap();
     (shm, region)
 }
 

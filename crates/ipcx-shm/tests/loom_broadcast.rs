@@ -7,7 +7,8 @@
 //! is plain memory it does not model, so payload races are Miri's and the stress tests'
 //! job. What loom checks here: back-pressure never lets the writer overwrite a record a
 //! reader has not released, a reader joining mid-stream starts where the writer cannot
-//! overwrite it, and under DropOldest lag detection and counting never lose, duplicate or
+//! overwrite it, a reader joining with history never reads a record the writer is
+//! overwriting (Block: loom's cells see the payload accesses), and under DropOldest lag detection and counting never lose, duplicate or
 //! reorder a record.
 //!
 //! Readers that find nothing wait on a test-level [`Bell`] (what the doorbell layer will
@@ -41,7 +42,11 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn ring(policy: Policy) -> Arc<HeapRegion> {
-    let cfg = Config { capacity: 256, slots: 2, policy };
+    ring_with_history(policy, 0)
+}
+
+fn ring_with_history(policy: Policy, history: u32) -> Arc<HeapRegion> {
+    let cfg = Config { capacity: 256, slots: 2, policy, history };
     let region = Arc::new(HeapRegion::new(broadcast::required_size(256, 2) as usize));
     broadcast::init(&region, 0, cfg).unwrap();
     region
@@ -249,5 +254,90 @@ fn drop_oldest_reader_lapped_during_two_snapshot_updates() {
         }
         assert_eq!(next, LENS.len(), "lag counted records that were never written");
         assert_eq!(r.try_recv(&mut buf), Ok(None));
+    });
+}
+
+/// Reads until `last` is accounted for; checks the records form one gap-free, untorn run
+/// (lag counted in); returns the first record seen, if any.
+fn read_run(r: &mut Reader<Arc<HeapRegion>>, lens: &[usize], done: &AtomicBool) -> Option<u8> {
+    let last = lens.len() as u64 - 1;
+    let (mut first, mut next, mut buf) = (None::<u8>, None::<u64>, Vec::new());
+    loop {
+        // Seen before the read: then an empty ring means everything was read.
+        let finished = done.load(Ordering::Acquire);
+        match r.try_recv(&mut buf) {
+            Ok(Some(len)) => {
+                let i = buf.first().copied().unwrap_or(0);
+                let i = if len == 0 { next.unwrap_or(0) as u8 } else { i };
+                assert_eq!(len, lens[usize::from(i)], "record {i}");
+                assert!(buf.iter().all(|&b| b == i), "torn record");
+                assert!(next.is_none_or(|n| u64::from(i) == n), "gap: {next:?} then {i}");
+                first.get_or_insert(i);
+                next = Some(u64::from(i) + 1);
+            }
+            Ok(None) if finished => break,
+            Ok(None) => thread::yield_now(),
+            Err(RecvError::Lagged(k)) => next = next.map(|n| n + k),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(next.is_none_or(|n| n == last + 1), "run ended at {next:?}");
+    first
+}
+
+/// Block: records 0 and 1 (96 bytes each) are in the ring, nobody reads; a reader joins
+/// two records back while the writer sends records 2 and 3, which wrap and overwrite 0
+/// and 1 unless the joiner holds them. The joiner registers, loads the writer's `limit`
+/// and picks a start the writer cannot reach; loom's cells flag any payload read racing
+/// the writer's overwrite (`SYNC: write limit`, `SYNC: index entry`).
+#[test]
+fn block_join_with_history_races_the_overwrite() {
+    const LENS: [usize; 4] = [88, 88, 88, 88];
+    model(|| {
+        let region = ring_with_history(Policy::Block, 2);
+        let mut w = writer(&region);
+        for i in 0..2u8 {
+            w.try_send(vec![i; LENS[usize::from(i)]]).unwrap();
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let (r2, done2) = (region.clone(), done.clone());
+        let t = thread::spawn(move || {
+            let mut r = Reader::attach_with_history(r2, 0, 2).unwrap();
+            read_run(&mut r, &LENS, &done2)
+        });
+        for i in 2..4u8 {
+            while w.try_send(vec![i; LENS[usize::from(i)]]).is_err() {
+                thread::yield_now();
+            }
+        }
+        done.store(true, Ordering::Release);
+        // It joined at the latest after record 3: it has that one at least.
+        assert!(t.join().unwrap().is_some());
+    });
+}
+
+/// DropOldest: records 0..=3 fill the ring; a reader joins four records back while the
+/// writer sends record 4, which overwrites record 0. The joiner's history is either read
+/// intact or reported as `Lagged`, never torn, duplicated or miscounted.
+#[test]
+fn drop_oldest_join_with_history_races_the_overwrite() {
+    const LENS: [usize; 5] = [8, 8, 112, 96, 8];
+    model(|| {
+        let region = ring_with_history(Policy::DropOldest, 4);
+        let mut w = writer(&region);
+        for (i, &len) in LENS.iter().enumerate().take(4) {
+            w.try_send(vec![i as u8; len]).unwrap();
+        }
+        let done = Arc::new(AtomicBool::new(false));
+        let (r2, done2) = (region.clone(), done.clone());
+        let t = thread::spawn(move || {
+            let mut r = Reader::attach_with_history(r2, 0, 4).unwrap();
+            read_run(&mut r, &LENS, &done2)
+        });
+        for (i, &len) in LENS.iter().enumerate().skip(4) {
+            w.try_send(vec![i as u8; len]).unwrap();
+        }
+        done.store(true, Ordering::Release);
+        assert!(t.join().unwrap().is_some());
     });
 }

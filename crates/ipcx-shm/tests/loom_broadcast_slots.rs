@@ -25,7 +25,7 @@ type Region = Arc<HeapRegion>;
 
 /// A 256-byte ring with one reader slot.
 fn ring(policy: Policy) -> Region {
-    let cfg = Config { capacity: 256, slots: 1, policy };
+    let cfg = Config { capacity: 256, slots: 1, policy, history: 0 };
     let region = Arc::new(HeapRegion::new(broadcast::required_size(256, 1) as usize));
     broadcast::init(&region, 0, cfg).unwrap();
     region

@@ -1,6 +1,6 @@
 //! Publish/subscribe across real processes: fan-out without loss under Block, Lagged
 //! accounting under DropOldest, several publishers, late joiners, a SIGKILLed subscriber
-//! that does not block its publisher, a SIGKILLed publisher whose messages are still read
+//! that does not block its publisher, late joiners with history, a SIGKILLed publisher whose messages are still read
 //! and whose objects `clean` removes. Every test uses its own namespace and leaves nothing
 //! in /dev/shm or the runtime directory.
 
@@ -106,6 +106,28 @@ fn peer_main(role: &str, args: &[String]) {
             }
             signal("sent", "");
             while read_command().is_some() {}
+            drop((publisher, node));
+        }
+        // Keeps a history of args[1] messages, sends args[2] at once, then "more N" sends N
+        // more; lives until stdin closes.
+        "history-publisher" => {
+            let history: u32 = args[1].parse().unwrap();
+            let node = Node::builder().namespace(ns.clone()).name("hist").create().unwrap();
+            let config = PubSubConfig { history, ..Default::default() };
+            let mut publisher = Publisher::<Tick>::create(&node, SVC, config).unwrap();
+            let mut seq = 0;
+            let mut n: u64 = args[2].parse().unwrap();
+            loop {
+                for _ in 0..n {
+                    publisher.send(Tick::new("hist", seq)).unwrap();
+                    seq += 1;
+                }
+                signal("sent", "");
+                match read_command() {
+                    Some(cmd) => n = cmd.strip_prefix("more ").unwrap().parse().unwrap(),
+                    None => break,
+                }
+            }
             drop((publisher, node));
         }
         _ => panic!("unknown role {role}"),
@@ -219,15 +241,49 @@ fn one_subscriber_reads_two_publishers_in_order_and_sees_them_leave() {
     assert_eq!(sub.publisher_count(), 0);
 }
 
+/// A publisher in another process keeps a history of 3: a subscriber that opens after
+/// 10 messages first gets 7, 8, 9, then what follows; one opening later gets the last 3 of
+/// everything. Publishers of the service must agree on the history.
 #[test]
-fn late_joiners_see_what_follows_and_history_is_refused() {
+fn late_joiners_get_the_last_k_messages_of_a_publisher() {
+    let ns = Ns::new("pshist");
+    let mut p = peer("history-publisher").arg(ns.0.name()).arg("3").arg("10").spawn();
+    p.expect("sent");
+    let mut sub = Subscriber::<Tick>::open(&ns.0, SVC).unwrap();
+    for seq in 7..10 {
+        let t = sub.recv_timeout(RECV).unwrap();
+        t.check();
+        assert_eq!(t.seq, seq);
+    }
+    assert!(sub.try_recv().unwrap().is_none());
+    p.send("more 6");
+    p.expect("sent");
+    for seq in 10..16 {
+        assert_eq!(sub.recv_timeout(RECV).unwrap().seq, seq);
+    }
+    let mut later = Subscriber::<Tick>::open(&ns.0, SVC).unwrap();
+    for seq in 13..16 {
+        assert_eq!(later.recv_timeout(RECV).unwrap().seq, seq);
+    }
+    assert!(later.try_recv().unwrap().is_none());
+    // Another publisher must keep the same history; too much is refused outright.
+    let node = Node::builder().namespace(ns.0.clone()).create().unwrap();
+    let other = PubSubConfig { history: 5, ..Default::default() };
+    let err = Publisher::<Tick>::create(&node, SVC, other).unwrap_err();
+    assert!(matches!(err, CreateError::History { ours: 5, .. }), "{err}");
+    assert!(err.to_string().contains("history of 3"), "{err}");
+    let huge = PubSubConfig { history: 65, ..Default::default() };
+    let err = Publisher::<Tick>::create(&node, "other", huge).unwrap_err();
+    assert!(matches!(err, CreateError::HistoryTooLarge { history: 65, max: 64 }), "{err}");
+    p.close_stdin();
+    p.wait_success();
+    drop((sub, later, node));
+}
+
+#[test]
+fn late_joiners_see_what_follows() {
     let ns = Ns::new("pslate");
     let node = Node::builder().namespace(ns.0.clone()).create().unwrap();
-    let history = PubSubConfig { history: 3, ..Default::default() };
-    assert!(matches!(
-        Publisher::<Tick>::create(&node, SVC, history),
-        Err(CreateError::HistoryUnsupported { history: 3 })
-    ));
     let mut publisher = Publisher::<Tick>::create(&node, SVC, PubSubConfig::default()).unwrap();
     for seq in 0..5 {
         publisher.send(Tick::new("p", seq)).unwrap();

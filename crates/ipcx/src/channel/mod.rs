@@ -46,7 +46,7 @@ mod transport;
 mod typed;
 
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use builder::{
     raw_contract, ChannelBuilder, Listener, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE,
@@ -312,6 +312,19 @@ impl Channel {
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvError> {
         let got = self.core.recv(Deadline::after(timeout), |msg| Some(f(msg)))?;
+        Ok(got.expect("a function that always accepts never leaves the message queued"))
+    }
+
+    /// [`recv_in_place`](Self::recv_in_place) until `deadline` (`None`: no deadline), an
+    /// instant the caller already has: for the RPC adapters, which keep their own clock and
+    /// so spare a clock read per message.
+    pub(crate) fn recv_in_place_until<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, RecvError> {
+        let deadline = deadline.map_or(Deadline::Never, Deadline::At);
+        let got = self.core.recv(deadline, |msg| Some(f(msg)))?;
         Ok(got.expect("a function that always accepts never leaves the message queued"))
     }
 

@@ -17,14 +17,29 @@ pub enum CreateError {
     /// The message type has no usable contract.
     #[error(transparent)]
     Contract(#[from] ContractError),
-    /// A history was asked for; rings keep none for readers that do not exist yet.
+    /// The history asked for is larger than a ring can index.
     #[error(
-        "history of {history} messages asked for, but late joiners cannot get history yet; \
-         set PubSubConfig::history to 0"
+        "history of {history} messages asked for; a publisher keeps at most {max}: lower \
+         PubSubConfig::history"
     )]
-    HistoryUnsupported {
+    HistoryTooLarge {
         /// The history asked for.
         history: u32,
+        /// Largest history.
+        max: u32,
+    },
+    /// The service exists with another history size.
+    #[error(
+        "service {service:?} keeps a history of {theirs} messages, we asked for {ours}; \
+         publish with history {theirs} or use another service name"
+    )]
+    History {
+        /// The service.
+        service: String,
+        /// Our history.
+        ours: u32,
+        /// The service's history (as its descriptor spells it).
+        theirs: String,
     },
     /// The configuration cannot be laid out.
     #[error(

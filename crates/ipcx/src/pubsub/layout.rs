@@ -25,7 +25,7 @@ const PUB_KIND: SegmentKind = SegmentKind::Other(0x8000_0000 | 0x5053_5542);
 /// The service bell's segment: "PSBL".
 const BELL_KIND: SegmentKind = SegmentKind::Other(0x8000_0000 | 0x5053_424c);
 /// Fingerprint of this layout (bump the low byte on change).
-const FINGERPRINT: u64 = 0x6970_6378_7073_0100;
+const FINGERPRINT: u64 = 0x6970_6378_7073_0101;
 /// Offset of the space doorbell in a publisher segment's payload.
 pub(super) const SPACE_BELL: usize = 0;
 /// Offset of the ring in a publisher segment's payload.
@@ -68,6 +68,16 @@ pub(super) fn bell_segment(ns: &Namespace, service: &str, id: u64) -> String {
 
 /// The descriptor property naming the service's bell segment.
 pub(super) const BELL_PROPERTY: &str = "bell";
+
+/// The descriptor property giving the messages a late subscriber gets from before it joined.
+pub(super) const HISTORY_PROPERTY: &str = "history";
+
+/// The history a service's descriptor asks for (0 if absent or unreadable; at most
+/// [`broadcast::MAX_HISTORY`]).
+pub(super) fn history_of(service: &ServiceDescriptor) -> u32 {
+    let text = service.properties.get(HISTORY_PROPERTY);
+    text.and_then(|t| t.parse::<u32>().ok()).unwrap_or(0).min(broadcast::MAX_HISTORY)
+}
 
 /// Directory of a service's publisher records.
 pub(super) fn pubs_dir(layout: &Layout, service: &str) -> PathBuf {

@@ -53,7 +53,21 @@
 //! A subscriber lists `<service>.pubs/` when it opens, then again at most every
 //! [`RESCAN_INTERVAL`] (after each wait slice that timed out, and every 1024 messages while
 //! busy), and attaches a reader slot to each new publisher's ring. A subscriber sees the
-//! messages a publisher sends after the subscriber attached to it.
+//! messages a publisher sends after the subscriber attached to it and, with
+//! [`PubSubConfig::history`] = K, first up to the last K messages it sent before.
+//!
+//! # History
+//!
+//! With `history` = K (a property of the service, the same for every publisher) each
+//! publisher's ring indexes its last K messages, and a subscriber attaching to it starts
+//! at the oldest of them still in the ring
+//! ([`Reader::attach_with_history`](ipcx_shm::ring::broadcast::Reader::attach_with_history)).
+//! Under `Block` those messages cannot be overwritten before the subscriber has read them;
+//! under `DropOldest` they can, and the subscriber then gets [`RecvError::Lagged`]. A
+//! subscriber gets fewer when fewer were sent, when they do not fit in the ring
+//! (`capacity`), or, rarely, when its join races the publisher's scan of its readers. A
+//! subscriber whose slot was reclaimed by mistake and that re-attaches may see up to K
+//! messages again.
 //!
 //! # Waits
 //!
@@ -90,9 +104,8 @@
 //!
 //! # Limits
 //!
-//! - No history: a late joiner sees only messages sent after it attached. The broadcast
-//!   ring starts a reader at the writer's position and keeps no records for readers that do
-//!   not exist yet; `history > 0` is refused ([`CreateError::HistoryUnsupported`]).
+//! - History is per publisher and best effort (see [History](#history)); at most
+//!   [`MAX_HISTORY`] messages.
 //! - At most [`MAX_SUBSCRIBERS`] subscribers per publisher (reader slots).
 //! - The service lives as long as the node that created it: when it leaves, other
 //!   publishers keep serving the subscribers already attached, but new subscribers find
@@ -117,6 +130,9 @@ pub use subscriber::{Sample, Subscriber};
 
 /// Most subscribers per publisher (reader slots of its ring).
 pub const MAX_SUBSCRIBERS: u32 = ipcx_shm::ring::broadcast::MAX_SLOTS;
+
+/// Largest [`PubSubConfig::history`].
+pub const MAX_HISTORY: u32 = ipcx_shm::ring::broadcast::MAX_HISTORY;
 
 /// Longest park of a subscriber between two looks at liveness and new publishers.
 pub const WAIT_SLICE: Duration = Duration::from_millis(20);
@@ -172,8 +188,9 @@ pub struct PubSubConfig {
     pub max_message: usize,
     /// Back-pressure policy of the service. Default [`Policy::Block`].
     pub policy: Policy,
-    /// Messages a late joiner would get from before it joined: must be 0 (see the module's
-    /// limits).
+    /// Messages of each publisher's past a late subscriber reads first, `0..=`[`MAX_HISTORY`]
+    /// (at most what the ring holds). Part of the service: every publisher must use the
+    /// same value. Default 0.
     pub history: u32,
     /// Reader slots of the ring, `1..=`[`MAX_SUBSCRIBERS`]. Default 16.
     pub max_subscribers: u32,

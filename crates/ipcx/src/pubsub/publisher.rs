@@ -10,7 +10,9 @@ use ipcx_shm::ring::ClaimError;
 use ipcx_shm::{Doorbell, Segment, WaitError, WaitPolicy};
 
 use super::layout::{self, PublisherRecord, Region, RING};
-use super::{CreateError, LoanError, Policy, PubSubConfig, SendError, MAX_SUBSCRIBERS};
+use super::{
+    CreateError, LoanError, Policy, PubSubConfig, SendError, MAX_HISTORY, MAX_SUBSCRIBERS,
+};
 use crate::contract::Message;
 use crate::node::{self, Node, Resource};
 use crate::service::{Pattern, Service};
@@ -83,8 +85,8 @@ impl<T: Message> Publisher<T> {
     /// (owned by `node`) if no live node serves it yet. An existing service must carry the
     /// same contract and policy.
     pub fn create(node: &Node, name: &str, config: PubSubConfig) -> Result<Self, CreateError> {
-        if config.history > 0 {
-            return Err(CreateError::HistoryUnsupported { history: config.history });
+        if config.history > MAX_HISTORY {
+            return Err(CreateError::HistoryTooLarge { history: config.history, max: MAX_HISTORY });
         }
         let bad = || CreateError::BadConfig {
             capacity: config.capacity,
@@ -105,7 +107,7 @@ impl<T: Message> Publisher<T> {
             .capacity(config.capacity)
             .max_message(config.max_message as u64)
             .back_pressure(config.policy.name())
-            .property("history", "0")
+            .property(layout::HISTORY_PROPERTY, config.history.to_string().as_str())
             .property(layout::BELL_PROPERTY, our_bell.as_str())
             .open_or_create(node)?;
         if service.descriptor().back_pressure != config.policy.name() {
@@ -113,6 +115,14 @@ impl<T: Message> Publisher<T> {
                 service: name.to_owned(),
                 ours: config.policy,
                 theirs: service.descriptor().back_pressure.clone(),
+            });
+        }
+        let theirs = service.descriptor().properties.get(layout::HISTORY_PROPERTY);
+        if theirs.map(String::as_str) != Some(config.history.to_string().as_str()) {
+            return Err(CreateError::History {
+                service: name.to_owned(),
+                ours: config.history,
+                theirs: theirs.cloned().unwrap_or_default(),
             });
         }
         // The owner made the bell its descriptor names (ours); the others open that one.
@@ -130,6 +140,7 @@ impl<T: Message> Publisher<T> {
             capacity,
             slots: config.max_subscribers,
             policy: config.policy.ring(),
+            history: config.history,
         };
         let (segment, space) = layout::create_pub_segment(&seg_name, ring)?;
         node.register_resource(Resource::PosixShm { name: seg_name.clone() })?;

@@ -82,6 +82,8 @@ pub struct Subscriber<T> {
     next_scan: Instant,
     since_scan: u32,
     spin: Duration,
+    /// Messages of each publisher's past to read first (the descriptor's `history`).
+    history: u32,
     _msg: PhantomData<fn() -> T>,
 }
 
@@ -105,6 +107,7 @@ impl<T: Message> Subscriber<T> {
         let (_segment, bell) = layout::open_bell(service.descriptor(), Instant::now())
             .map_err(|source| OpenError::Bell { service: name.to_owned(), source })?;
         let layout = Layout::of(ns);
+        let history = layout::history_of(service.descriptor());
         let mut sub = Subscriber {
             dir: layout::pubs_dir(&layout, name),
             layout,
@@ -115,6 +118,7 @@ impl<T: Message> Subscriber<T> {
             next_scan: Instant::now(),
             since_scan: 0,
             spin: WaitPolicy::DEFAULT_SPIN,
+            history,
             _msg: PhantomData,
         };
         sub.rescan();
@@ -312,7 +316,7 @@ impl<T> Subscriber<T> {
             if !alive(&self.layout, &rec.node) {
                 continue;
             }
-            match attach(&rec) {
+            match attach(&rec, self.history) {
                 Ok((reader, space)) => self.pubs.push(Attached {
                     file,
                     node: rec.node,
@@ -335,10 +339,11 @@ fn alive(layout: &Layout, node: &NodeId) -> bool {
 /// Attaches a reader slot and the space doorbell of a publisher's segment.
 fn attach(
     rec: &PublisherRecord,
+    history: u32,
 ) -> Result<(Reader<Region>, Doorbell<Region>), Box<dyn std::error::Error>> {
     let seg = layout::open_pub_segment(&rec.segment)?;
     let base = seg.payload_offset();
     let space = Doorbell::attach(Arc::clone(seg.region()), base + SPACE_BELL)?;
-    let reader = Reader::attach(Arc::clone(seg.region()), base + RING)?;
+    let reader = Reader::attach_with_history(Arc::clone(seg.region()), base + RING, history)?;
     Ok((reader, space))
 }

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::envelope::{self, Kind};
+use super::envelope::{self, Body, Kind};
 use super::session::{CallId, ClientSession, Event, WrongDirection};
 use super::{rpc_contract, CallError, Payload, Raw, RpcConnectError};
 use crate::channel::{Channel, ChannelBuilder, ConnectError, RecvError, SendError, SendMode};
@@ -123,8 +123,7 @@ impl<Req: Payload, Resp: Payload> RpcClient<Req, Resp> {
     /// deadline). [`CallError::Pending`] if `timeout` passed first: the call stays in flight.
     pub fn wait(&mut self, id: CallId, timeout: Option<Duration>) -> Result<Resp, CallError> {
         let until = timeout.and_then(|t| Instant::now().checked_add(t));
-        let event = self.core.wait_event(id, until)?;
-        self.core.unary(id, event)
+        self.core.wait_unary(id, until)
     }
 
     /// The response of call `id` if it is there now (after taking in whatever arrived).
@@ -302,12 +301,13 @@ impl Core {
             return Err(CallError::ServerGone);
         }
         self.buf.clear();
-        let id = self.session.start(Instant::now(), timeout, &mut self.buf);
+        let now = Instant::now();
+        let id = self.session.start(now, timeout, &mut self.buf);
         if let Err(e) = write(&mut self.buf) {
             self.session.forget(id);
             return Err(CallError::Encode(e));
         }
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = timeout.and_then(|t| now.checked_add(t));
         // Never block on a full channel while the server may be blocked on us: take in
         // responses between attempts.
         loop {
@@ -361,6 +361,45 @@ impl Core {
         }
     }
 
+    /// A unary call's result, waiting until `until` (`None`: the call's deadline). The
+    /// direct path: the response to `id` is decoded straight from the channel's buffer,
+    /// with no event queued, when nothing else of that call is waiting.
+    fn wait_unary<Resp: Payload>(
+        &mut self,
+        id: CallId,
+        until: Option<Instant>,
+    ) -> Result<Resp, CallError> {
+        // The first receive needs no clock: the channel gives up at the earliest deadline
+        // by itself. Only after it returned empty-handed (a timeout, another call's
+        // envelope) are deadlines checked against the clock.
+        let mut first = true;
+        loop {
+            if let Some(event) = self.session.take(id) {
+                return self.unary(id, event);
+            }
+            if !self.session.is_known(id) {
+                return Err(CallError::UnknownCall(id));
+            }
+            if !first {
+                let now = Instant::now();
+                if self.expire(now) {
+                    continue;
+                }
+                if until.is_some_and(|u| u <= now) {
+                    return Err(CallError::Pending);
+                }
+            }
+            first = false;
+            let end = match (until, self.session.next_deadline()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if let Some(result) = self.recv_for(id, end, decode_unary::<Resp>) {
+                return result;
+            }
+        }
+    }
+
     /// A unary call's result from its event.
     fn unary<Resp: Payload>(&mut self, id: CallId, event: Event) -> Result<Resp, CallError> {
         // A streaming handler may answer a plain call: take its first chunk, cancel the rest.
@@ -405,6 +444,42 @@ impl Core {
         }
     }
 
+    /// Like [`recv_one`](Self::recv_one), but the last envelope of call `want` (see
+    /// [`ClientSession::handle_for`]) is turned into a result by `f` in place: `Some`.
+    /// Waits until `deadline` (`None`: no deadline).
+    fn recv_for<T>(
+        &mut self,
+        want: CallId,
+        deadline: Option<Instant>,
+        f: impl FnOnce(Body<'_>) -> T,
+    ) -> Option<T> {
+        if self.gone {
+            return None;
+        }
+        let session = &mut self.session;
+        let got = self.ch.recv_in_place_until(deadline, |bytes| match envelope::decode(bytes) {
+            Ok(env) => match session.handle_for(env, want) {
+                Ok(body) => Ok(body.map(f)),
+                Err(e) => Err(Bad::Direction(e)),
+            },
+            Err(e) => Err(Bad::Envelope(e)),
+        });
+        match got {
+            Ok(Ok(result)) => result,
+            Ok(Err(bad)) => {
+                tracing::warn!(error = %bad, "rpc server broke the protocol; closing");
+                self.die();
+                None
+            }
+            Err(RecvError::Timeout | RecvError::Empty) => None,
+            Err(e) => {
+                tracing::debug!(error = %e, "rpc connection ended");
+                self.die();
+                None
+            }
+        }
+    }
+
     /// Times out the calls whose deadline passed, sending each a Cancel; whether any did.
     fn expire(&mut self, now: Instant) -> bool {
         let expired = self.session.expire(now);
@@ -428,6 +503,15 @@ impl Core {
     fn die(&mut self) {
         self.gone = true;
         self.session.fail_all();
+    }
+}
+
+/// A unary call's result from its last envelope, decoded in place.
+fn decode_unary<Resp: Payload>(body: Body<'_>) -> Result<Resp, CallError> {
+    match body {
+        Body::Response(p) => Resp::decode(p).map_err(CallError::Decode),
+        Body::Error { code, text } => Err(CallError::Remote { code, message: text.to_owned() }),
+        _ => Err(CallError::EmptyStream),
     }
 }
 

@@ -261,12 +261,26 @@ fn serve_connection<Req: Payload, Resp: Payload>(
     handler: &HandlerFn<Req, Resp>,
     stop: &AtomicBool,
 ) {
-    let mut conn = Conn { ch, session: ServerSession::new(), buf: Vec::new(), gone: false };
+    let mut conn = Conn {
+        ch,
+        session: ServerSession::new(),
+        buf: Vec::new(),
+        gone: false,
+        received: None,
+        clock: Instant::now(),
+    };
     while !conn.gone && !stop.load(Ordering::Relaxed) {
-        let Some(q) = conn.session.next(Instant::now()) else {
-            conn.take_in(Some(SLICE));
+        if conn.session.queued() == 0 {
+            // Wakes up at least every SLICE to look at `stop` (earlier when the clock is
+            // stale: then it is read again).
+            if !conn.take_in_until(conn.clock + SLICE) {
+                conn.clock = Instant::now();
+            }
             continue;
-        };
+        }
+        // Right after a receipt its time is still "now": one clock read per request.
+        let now = conn.received.take().unwrap_or_else(Instant::now);
+        let Some(q) = conn.session.next(now) else { continue };
         let mut r = Responder {
             conn: &mut conn,
             id: q.id,
@@ -283,13 +297,14 @@ fn serve_connection<Req: Payload, Resp: Payload>(
                 Err(_) => Err((ErrorCode::Internal, "the handler panicked".to_owned())),
             },
         };
-        if r.state == State::Ended || r.conn.gone || r.conn.session.is_cancelled(r.id) {
-            continue;
+        if !(r.state == State::Ended || r.conn.gone || r.conn.session.is_cancelled(r.id)) {
+            let _ = match outcome {
+                Ok(()) => r.end(),
+                Err((code, text)) => r.fail(code, &text),
+            };
         }
-        let _ = match outcome {
-            Ok(()) => r.end(),
-            Err((code, text)) => r.fail(code, &text),
-        };
+        conn.session.finish();
+        conn.received = None;
     }
 }
 
@@ -299,17 +314,34 @@ struct Conn {
     session: ServerSession,
     buf: Vec<u8>,
     gone: bool,
+    /// When the last envelope was taken in, if nothing was handled since.
+    received: Option<Instant>,
+    /// The last clock reading (a receipt, or the end of an idle wait).
+    clock: Instant,
 }
+
+/// What one receive of a connection returned.
+type Took = Result<Result<(), String>, RecvError>;
 
 impl Conn {
     /// Receives at most one envelope, waiting at most `timeout`; whether one came.
     fn take_in(&mut self, timeout: Option<Duration>) -> bool {
-        let session = &mut self.session;
-        let now = Instant::now();
-        let got = self.ch.recv_in_place(timeout, |bytes| {
-            let env = envelope::decode(bytes).map_err(|e| e.to_string())?;
-            session.handle(env, now).map_err(|e| e.to_string())
-        });
+        let (session, received, clock) = (&mut self.session, &mut self.received, &mut self.clock);
+        let got = self.ch.recv_in_place(timeout, |bytes| take(session, received, clock, bytes));
+        self.took(got)
+    }
+
+    /// [`take_in`](Self::take_in) until `deadline`.
+    fn take_in_until(&mut self, deadline: Instant) -> bool {
+        let (session, received, clock) = (&mut self.session, &mut self.received, &mut self.clock);
+        let got = self
+            .ch
+            .recv_in_place_until(Some(deadline), |bytes| take(session, received, clock, bytes));
+        self.took(got)
+    }
+
+    /// Whether a receive brought an envelope; marks the connection gone if it ended.
+    fn took(&mut self, got: Took) -> bool {
         match got {
             Ok(Ok(())) => true,
             Ok(Err(bad)) => {
@@ -347,6 +379,19 @@ impl Conn {
             }
         }
     }
+}
+
+/// Decodes one envelope from the client into the session, noting when it came.
+fn take(
+    session: &mut ServerSession,
+    received: &mut Option<Instant>,
+    clock: &mut Instant,
+    bytes: &[u8],
+) -> Result<(), String> {
+    let env = envelope::decode(bytes).map_err(|e| e.to_string())?;
+    let now = Instant::now();
+    (*received, *clock) = (Some(now), now);
+    session.handle(env, now).map_err(|e| e.to_string())
 }
 
 /// Where a response stands.

@@ -2,8 +2,7 @@
 //! connection has queued. The adapters ([`client`](super::client), [`server`](super::server))
 //! move bytes between these and a [`Channel`](crate::Channel); tests drive them in memory.
 
-use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::envelope::{self, Body, Envelope, ErrorCode, Kind};
@@ -50,26 +49,61 @@ pub struct WrongDirection {
     pub kind: Kind,
 }
 
+/// The events of one call not yet taken: the first inline, so a unary call allocates
+/// nothing; later ones (streams) in a queue.
+#[derive(Debug, Default)]
+struct Events {
+    head: Option<Event>,
+    rest: VecDeque<Event>,
+}
+
+impl Events {
+    fn is_empty(&self) -> bool {
+        self.head.is_none() && self.rest.is_empty()
+    }
+
+    fn push(&mut self, event: Event) {
+        if self.is_empty() {
+            self.head = Some(event);
+        } else {
+            self.rest.push_back(event);
+        }
+    }
+
+    fn pop(&mut self) -> Option<Event> {
+        self.head.take().or_else(|| self.rest.pop_front())
+    }
+}
+
 /// One call in flight.
 #[derive(Debug)]
 struct Call {
+    id: u64,
     deadline: Option<Instant>,
-    events: VecDeque<Event>,
+    events: Events,
     finished: bool,
 }
 
 /// The client side of one connection: ids, deadlines, and responses matched to calls.
+///
+/// Calls are kept in a vector in id order (ids only grow, so starting one appends): with
+/// the usual handful in flight a binary search beats hashing, and nothing is allocated per
+/// call once the vector has grown.
 #[derive(Debug, Default)]
 pub struct ClientSession {
     next_id: u64,
-    calls: HashMap<u64, Call>,
+    calls: Vec<Call>,
     dropped: u64,
 }
 
 impl ClientSession {
     /// A session with nothing in flight; the first call gets id 1.
     pub fn new() -> ClientSession {
-        ClientSession { next_id: 1, calls: HashMap::new(), dropped: 0 }
+        ClientSession { next_id: 1, calls: Vec::new(), dropped: 0 }
+    }
+
+    fn index(&self, id: u64) -> Option<usize> {
+        self.calls.binary_search_by_key(&id, |c| c.id).ok()
     }
 
     /// Starts a call that ends at `now + timeout` (never, if `None`): appends the Request
@@ -79,7 +113,7 @@ impl ClientSession {
         self.next_id += 1;
         envelope::write_header(out, Kind::Request, id, timeout);
         let deadline = timeout.and_then(|t| now.checked_add(t));
-        self.calls.insert(id, Call { deadline, events: VecDeque::new(), finished: false });
+        self.calls.push(Call { id, deadline, events: Events::default(), finished: false });
         CallId(id)
     }
 
@@ -95,51 +129,72 @@ impl ClientSession {
             Body::ResponseEnd => Event::End,
             Body::Error { code, text } => Event::Error { code, text: text.to_owned() },
         };
-        match self.calls.get_mut(&env.id) {
+        match self.index(env.id).map(|i| &mut self.calls[i]) {
             Some(call) if !call.finished => {
                 call.finished = event.is_last();
-                call.events.push_back(event);
+                call.events.push(event);
             }
             _ => self.dropped += 1,
         }
         Ok(())
     }
 
-    /// Ends every call whose deadline is at or before `now` with [`Event::Timeout`]; returns
-    /// their ids (to send each a Cancel).
-    pub fn expire(&mut self, now: Instant) -> Vec<CallId> {
-        let mut expired = Vec::new();
-        for (id, call) in &mut self.calls {
-            if !call.finished && call.deadline.is_some_and(|d| d <= now) {
-                call.finished = true;
-                call.events.push_back(Event::Timeout);
-                expired.push(CallId(*id));
+    /// Like [`handle`](Self::handle), but if the envelope is the last word on call `want`
+    /// (a response, an error or an end of stream), which has no earlier event waiting, the
+    /// call is forgotten and the body handed back to be decoded in place (no copy, no
+    /// event); `None` when the envelope was handled as usual.
+    pub fn handle_for<'a>(
+        &mut self,
+        env: Envelope<'a>,
+        want: CallId,
+    ) -> Result<Option<Body<'a>>, WrongDirection> {
+        let last = matches!(env.body, Body::Response(_) | Body::ResponseEnd | Body::Error { .. });
+        if last && env.id == want.0 {
+            if let Some(i) = self.index(env.id) {
+                let call = &self.calls[i];
+                if !call.finished && call.events.is_empty() {
+                    self.calls.remove(i);
+                    return Ok(Some(env.body));
+                }
             }
         }
-        expired.sort_unstable();
+        self.handle(env).map(|()| None)
+    }
+
+    /// Ends every call whose deadline is at or before `now` with [`Event::Timeout`]; returns
+    /// their ids (to send each a Cancel), in id order.
+    pub fn expire(&mut self, now: Instant) -> Vec<CallId> {
+        let mut expired = Vec::new();
+        for call in &mut self.calls {
+            if !call.finished && call.deadline.is_some_and(|d| d <= now) {
+                call.finished = true;
+                call.events.push(Event::Timeout);
+                expired.push(CallId(call.id));
+            }
+        }
         expired
     }
 
     /// The earliest deadline of a call still waiting for the server.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.calls.values().filter(|c| !c.finished).filter_map(|c| c.deadline).min()
+        self.calls.iter().filter(|c| !c.finished).filter_map(|c| c.deadline).min()
     }
 
     /// Ends every call still waiting with [`Event::Gone`] (the server died).
     pub fn fail_all(&mut self) {
-        for call in self.calls.values_mut().filter(|c| !c.finished) {
+        for call in self.calls.iter_mut().filter(|c| !c.finished) {
             call.finished = true;
-            call.events.push_back(Event::Gone);
+            call.events.push(Event::Gone);
         }
     }
 
     /// The next event of call `id`, if one arrived; the call is forgotten after its last
     /// event. `None` also for an unknown call (see [`is_known`](Self::is_known)).
     pub fn take(&mut self, id: CallId) -> Option<Event> {
-        let Entry::Occupied(mut entry) = self.calls.entry(id.0) else { return None };
-        let event = entry.get_mut().events.pop_front()?;
+        let i = self.index(id.0)?;
+        let event = self.calls[i].events.pop()?;
         if event.is_last() {
-            entry.remove();
+            self.calls.remove(i);
         }
         Some(event)
     }
@@ -147,12 +202,12 @@ impl ClientSession {
     /// Forgets call `id` (the caller gave up on it). Returns whether the server may still be
     /// working on it (send it a Cancel).
     pub fn forget(&mut self, id: CallId) -> bool {
-        self.calls.remove(&id.0).is_some_and(|c| !c.finished)
+        self.index(id.0).is_some_and(|i| !self.calls.remove(i).finished)
     }
 
     /// Whether call `id` was started and its last event not yet taken.
     pub fn is_known(&self, id: CallId) -> bool {
-        self.calls.contains_key(&id.0)
+        self.index(id.0).is_some()
     }
 
     /// Calls started whose last event was not yet taken.
@@ -227,6 +282,12 @@ impl ServerSession {
         }
         self.active = None;
         None
+    }
+
+    /// The active request is over (its response sent); nothing is active until the next
+    /// [`next`](Self::next).
+    pub fn finish(&mut self) {
+        self.active = None;
     }
 
     /// Whether the client cancelled the active request `id`.
@@ -318,6 +379,29 @@ mod tests {
         s.handle(cancel(5), now).unwrap();
         assert!(s.is_cancelled(q.id));
         assert!(c.forget(long), "the server may still be working on it");
+    }
+
+    #[test]
+    fn the_awaited_call_is_answered_in_place() {
+        let now = Instant::now();
+        let mut c = ClientSession::new();
+        let a = c.start(now, None, &mut Vec::new());
+        let b = c.start(now, None, &mut Vec::new());
+        let resp = reply(Body::Response(b"b"), b);
+        let env = envelope::decode(&resp).unwrap();
+        assert_eq!(c.handle_for(env, b), Ok(Some(Body::Response(b"b"))));
+        assert!(!c.is_known(b) && c.is_known(a));
+        // Not the awaited call, or a chunk: queued as events.
+        let chunk = reply(Body::ResponseChunk(b"1"), a);
+        assert_eq!(c.handle_for(envelope::decode(&chunk).unwrap(), a), Ok(None));
+        assert_eq!(c.handle_for(envelope::decode(&resp).unwrap(), b), Ok(None));
+        assert_eq!(c.dropped(), 1, "b is over");
+        // a has a chunk waiting: its end must queue behind it.
+        let end = reply(Body::ResponseEnd, a);
+        assert_eq!(c.handle_for(envelope::decode(&end).unwrap(), a), Ok(None));
+        assert_eq!(c.take(a), Some(Event::Chunk(b"1".to_vec())));
+        assert_eq!(c.take(a), Some(Event::End));
+        assert_eq!(c.in_flight(), 0);
     }
 
     #[test]

@@ -4,8 +4,9 @@ use std::mem::size_of;
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use super::history::HistoryIndex;
 use super::slots::Slot;
-use super::{AttachError, Policy, MAX_SLOTS};
+use super::{AttachError, Policy, MAX_HISTORY, MAX_SLOTS};
 use crate::layout::Padded;
 use crate::record::Corruption;
 use crate::region::Region;
@@ -62,6 +63,11 @@ pub(super) struct WriterLine {
     /// `DropOldest`: double-buffered copies of (`write`, `published`, `tail`, `tail_seq`);
     /// the writer fills the one `ver` does not point at, then advances `ver`.
     pub(super) copies: [Positions; 2],
+    /// Block/Fail: the writer writes no byte at or past this position before it stores a
+    /// new value (its cached minimum reader position plus the capacity), so no byte at or
+    /// past `limit - capacity` is overwritten meanwhile; `u64::MAX` while a scan is under
+    /// way (unknown). Stored before and after each scan (see `history.rs`).
+    pub(super) limit: AtomicU64,
 }
 
 /// Read-modify-written by readers and reclaimers, rarely (join, leave, lag, reclaim).
@@ -86,6 +92,8 @@ pub(super) struct Info {
     pub(super) slots: AtomicU32,
     /// [`Policy`] code.
     pub(super) policy: AtomicU32,
+    /// Entries of the history index the writer keeps, `0..=MAX_HISTORY`.
+    pub(super) history: AtomicU32,
 }
 
 /// The control block at the start of a broadcast ring; reader slots and data follow it.
@@ -94,18 +102,20 @@ pub struct BroadcastControl {
     pub(super) writer: Padded<WriterLine>,
     pub(super) registry: Padded<Registry>,
     pub(super) info: Padded<Info>,
+    /// Where the last `history` data records start (writer only; see `history.rs`).
+    pub(super) history: HistoryIndex,
 }
 
 #[cfg(not(loom))]
 const _: () = {
-    assert!(size_of::<BroadcastControl>() == 384);
+    assert!(size_of::<BroadcastControl>() == 384 + 1024);
     assert!(std::mem::align_of::<BroadcastControl>() == 128);
     assert!(size_of::<Padded<Slot>>() == 128);
 };
 
 impl BroadcastControl {
     /// A fresh control block (tag still 0).
-    pub(super) fn new(cap_log2: u32, slots: u32, policy: Policy) -> BroadcastControl {
+    pub(super) fn new(cap_log2: u32, slots: u32, policy: Policy, history: u32) -> BroadcastControl {
         BroadcastControl {
             writer: Padded(WriterLine {
                 write: AtomicU64::new(0),
@@ -115,6 +125,7 @@ impl BroadcastControl {
                 full: AtomicU64::new(0),
                 ver: AtomicU64::new(0),
                 copies: [Positions::new(), Positions::new()],
+                limit: AtomicU64::new(0),
             }),
             registry: Padded(Registry {
                 active: AtomicU64::new(0),
@@ -126,7 +137,9 @@ impl BroadcastControl {
                 cap_log2: AtomicU32::new(cap_log2),
                 slots: AtomicU32::new(slots),
                 policy: AtomicU32::new(policy.code()),
+                history: AtomicU32::new(history),
             }),
+            history: HistoryIndex::new(),
         }
     }
 }
@@ -156,6 +169,8 @@ pub(super) struct Ring<R: Region> {
     pub(super) cap: u64,
     pub(super) max_payload: u64,
     pub(super) policy: Policy,
+    /// Entries of the history index in use (`0..=MAX_HISTORY`).
+    pub(super) history: u32,
     #[cfg(loom)]
     shadow: std::sync::Arc<shadow::Shadow>,
 }
@@ -191,6 +206,10 @@ impl<R: Region> Ring<R> {
         let code = info.policy.load(Ordering::Relaxed);
         let policy = Policy::from_code(code)
             .ok_or(AttachError::BadControl { what: "policy code", found: code.into() })?;
+        let history = info.history.load(Ordering::Relaxed);
+        if history > MAX_HISTORY {
+            return Err(AttachError::BadControl { what: "history size", found: history.into() });
+        }
         let head = header_size(n_slots);
         check_place(offset, head + cap, region.len())?;
         // SAFETY: slots and data lie inside the region (checked above).
@@ -207,6 +226,7 @@ impl<R: Region> Ring<R> {
             cap,
             max_payload: max_payload(cap),
             policy,
+            history,
             #[cfg(loom)]
             shadow: shadow::find(data.as_ptr() as usize),
         })

@@ -1,5 +1,6 @@
 //! Broadcast ring: one writer, up to [`MAX_SLOTS`] readers, variable-size records. Every
-//! reader sees every record published after it attached, in order, except under
+//! reader sees every record published after it attached (or, joining with history, up to
+//! [`Config::history`] records from before), in order, except under
 //! [`Policy::DropOldest`], where a slow reader sees an in-order subsequence and is told how
 //! many records it missed.
 //!
@@ -7,20 +8,22 @@
 //!
 //! ```text
 //! +0          writer line    write, published, tail, tail_seq, full, ver, 2 copies of
-//!                            (write, published, tail, tail_seq)            (writer only)
+//!                            (write, published, tail, tail_seq), limit     (writer only)
 //! +128        registry line  active mask, reclaimed, dropped   (RMW by readers, reclaimers)
-//! +256        info line      tag, log2(capacity), slots, policy          (written by `init`)
-//! +384        slot 0..n-1    one line per reader: state word, cursor, consumed, lagged,
+//! +256        info line      tag, log2(capacity), slots, policy, history (written by `init`)
+//! +384        history index  64 x (tag, position) of the last data records  (writer only)
+//! +1408       slot 0..n-1    one line per reader: state word, cursor, consumed, lagged,
 //!                            owner start time, owner pid namespace
-//! +384+128n   data           capacity bytes of records (see crate::record)
+//! +1408+128n  data           capacity bytes of records (see crate::record)
 //! ```
 //!
 //! # Lifecycle
 //!
 //! The creator calls [`init`] once, before publishing the region. One [`Writer`] attaches
 //! (one per ring is the caller's duty; a new one may take over from a dead one). Each
-//! [`Reader::attach`] claims a free slot (CAS) and starts at the writer's current position:
-//! no history. Dropping the reader frees its slot. A slot whose process died is reclaimed
+//! [`Reader::attach`] claims a free slot (CAS) and starts at the writer's current position;
+//! [`Reader::attach_with_history`] starts up to `k` records earlier (see
+//! [History](#history)). Dropping the reader frees its slot. A slot whose process died is reclaimed
 //! (see [Dead readers](#dead-readers)).
 //!
 //! # Policies (fixed at [`init`])
@@ -62,10 +65,37 @@
 //!   A commit publishes its copy after storing `write`, so no snapshot runs ahead of the
 //!   `write` readers load.
 //!
+//! - `SYNC: index entry`, `SYNC: write limit`: the history index and the bound a joiner
+//!   reads history under; see [History](#history).
+//!
 //! Fast paths: the writer compares against a cached minimum reader position and scans the
 //! joined slots (O(active readers)) only when that says the ring may be full; a reader
 //! reloads `write` only when its cache says the ring is empty. No path depends on payload
 //! size except the copy into or out of the ring.
+//!
+//! # History
+//!
+//! With [`Config::history`] = `H > 0` the writer indexes where the last `H` data records
+//! start (entry `s % H`: tag `s + 1` and position, a per-entry seqlock, written before the
+//! commit stores `write`). [`Reader::attach_with_history`]`(k)` registers like
+//! [`Reader::attach`] (slot `JOINING`, `active` bit), then walks the index back from the
+//! newest record and starts at the oldest of the last `k` records at or past a safe bound:
+//!
+//! - `DropOldest`: `tail` of a snapshot. The writer may overwrite those records before the
+//!   reader gets to them; the reader then gets `Lagged(n)` like any reader a lap behind.
+//! - `Block`/`Fail`: `limit - capacity`, where `limit` is the position the writer will not
+//!   write past before scanning the readers again. The writer stores `limit = u64::MAX`
+//!   before each scan's RMW on `active` and the real value after it; the joiner loads
+//!   `limit` after its own RMW on `active`. Either the joiner synchronises with the last
+//!   scan that missed its bit, and loads that scan's `MAX` or a later value, or the scan
+//!   sees it `JOINING` and stops the writer where it is. So the records it picks are intact
+//!   and stay so until its cursor is visible (then the scans see the cursor). On `MAX` (a
+//!   scan under way) it takes no history rather than wait.
+//!
+//! Under `Block`/`Fail` a scan also lowers the writer's cached minimum to the oldest indexed
+//! record when that costs no room for the claim at hand, so the last `H` records are
+//! protectable when they fit; history never makes the writer wait. Entries that fail their
+//! check or hold impossible positions end the walk: a corrupt index costs only history.
 //!
 //! # Dead readers
 //!
@@ -94,6 +124,7 @@
 //! pid namespace with a readable `/proc`) keeps writing its cursor until it notices.
 
 mod control;
+mod history;
 mod owner;
 mod reader;
 mod slots;
@@ -121,6 +152,9 @@ use crate::sync::Ordering;
 
 /// Most reader slots a ring can have.
 pub const MAX_SLOTS: u32 = 64;
+
+/// Most records a ring can keep for late joiners ([`Config::history`]).
+pub const MAX_HISTORY: u32 = 64;
 
 /// What the writer does when a reader has not read the space it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +195,11 @@ pub struct Config {
     pub slots: u32,
     /// Back-pressure policy.
     pub policy: Policy,
+    /// Records a reader may join back ([`Reader::attach_with_history`]), `0..=MAX_HISTORY`:
+    /// the writer indexes the start of the last `history` data records. Under `Block` and
+    /// `Fail` it also rescans the readers early enough to keep them intact when it can
+    /// (never waiting for them: history is best effort). 0: no index, no extra work.
+    pub history: u32,
 }
 
 /// Bytes a broadcast ring occupies in a region (control block, slots, data).
@@ -179,6 +218,12 @@ pub enum InitError {
     BadSlots {
         /// Slots asked for.
         slots: u32,
+    },
+    /// The history size is out of range.
+    #[error("history of {history} records asked for; a broadcast ring keeps 0 to {MAX_HISTORY}")]
+    BadHistory {
+        /// History asked for.
+        history: u32,
     },
 }
 
@@ -218,10 +263,13 @@ pub fn init<R: Region>(region: &R, offset: usize, config: Config) -> Result<(), 
     if config.slots == 0 || config.slots > MAX_SLOTS {
         return Err(InitError::BadSlots { slots: config.slots });
     }
+    if config.history > MAX_HISTORY {
+        return Err(InitError::BadHistory { history: config.history });
+    }
     check_place(offset, required_size(config.capacity, config.slots), region.len())?;
     // SAFETY: the whole ring lies inside the region, 128-aligned (checked above).
     let place = unsafe { region.base().add(offset) }.cast::<BroadcastControl>();
-    let ctrl = BroadcastControl::new(cap_log2, config.slots, config.policy);
+    let ctrl = BroadcastControl::new(cap_log2, config.slots, config.policy, config.history);
     // SAFETY: nobody uses the place yet (the caller's contract): a plain write is race-free.
     unsafe { place.as_ptr().write(ctrl) };
     // SAFETY: the slots follow the control block inside the checked place.
@@ -342,3 +390,5 @@ impl std::fmt::Debug for BroadcastControl {
 
 #[cfg(all(test, not(loom)))]
 mod tests;
+#[cfg(all(test, not(loom)))]
+mod tests_history;

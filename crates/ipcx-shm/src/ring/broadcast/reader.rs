@@ -67,6 +67,18 @@ impl<R: Region> Reader<R> {
     /// With no free slot, slots of dead processes are reclaimed first; if there is still
     /// none, [`AttachError::NoFreeSlot`].
     pub fn attach(region: R, offset: usize) -> Result<Reader<R>, AttachError> {
+        Reader::attach_with_history(region, offset, 0)
+    }
+
+    /// Like [`Reader::attach`], but starts up to `k` data records before the writer's
+    /// position: at the oldest of the last `k` records (at most the ring's
+    /// [`Config::history`](super::Config::history)) still intact and safe to read, so it
+    /// first reads those, then everything that follows. Under `Block`/`Fail` the writer
+    /// cannot overwrite them before this reader has read them; under `DropOldest` it can,
+    /// and the reader then gets [`RecvError::Lagged`] as any slow reader. Fewer than `k`
+    /// records when fewer were published, did not fit in the ring, or the writer was
+    /// rescanning its readers at that very moment (best effort; never waits).
+    pub fn attach_with_history(region: R, offset: usize, k: u32) -> Result<Reader<R>, AttachError> {
         let ring = Ring::attach(region, offset)?;
         let id = Identity::current();
         let mut reclaimed = false;
@@ -79,7 +91,7 @@ impl<R: Region> Reader<R> {
                 continue;
             };
             // `None`: a reclaimer took the slot while we joined; claim another.
-            if let Some(start) = ring.join(index, joining, &id) {
+            if let Some(start) = ring.join(index, joining, &id, k) {
                 break (index, start);
             }
         };

@@ -83,9 +83,9 @@ pub(super) const fn pid_of(w: u64) -> u32 {
 /// Where a freshly joined reader starts.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Start {
-    /// First position it reads (the writer's position at join time).
+    /// First position it reads (the writer's position at join time, or a record before it).
     pub(super) pos: u64,
-    /// Data records before `pos` (meaningful under `DropOldest`).
+    /// Data records before `pos` (exact under `DropOldest`).
     pub(super) seq: u64,
     /// Its `ACTIVE` state word.
     pub(super) me: u64,
@@ -119,25 +119,34 @@ impl<R: Region> Ring<R> {
     }
 
     /// Finishes joining slot `i` (held as `joining`): records the owner, announces the slot
-    /// to the writer, then starts at the writer's position. `None` if a reclaimer took the
-    /// slot meanwhile.
-    pub(super) fn join(&self, i: u32, joining: u64, id: &Identity) -> Option<Start> {
+    /// to the writer, then starts at the writer's position, or up to `k` records before it
+    /// (see `history.rs`). `None` if a reclaimer took the slot meanwhile.
+    pub(super) fn join(&self, i: u32, joining: u64, id: &Identity, k: u32) -> Option<Start> {
         let slot = self.slot(i);
         slot.start_time.store(id.start_time, Ordering::Relaxed);
         slot.pid_ns.store(id.pid_ns, Ordering::Relaxed);
         slot.consumed.store(0, Ordering::Relaxed);
         slot.lagged.store(0, Ordering::Relaxed);
         // An RMW, ordered against the writer's RMW in `scan`: either the scan sees this bit,
-        // or the load below sees every position the writer stored before that scan.
+        // or the loads below see every position (and `limit`) the writer stored before it.
         // SYNC: reader joined
         self.ctrl().registry.active.fetch_or(1 << i, Ordering::AcqRel);
+        let k = if self.history == 0 { 0 } else { k };
         let (pos, seq) = if self.policy == Policy::DropOldest {
             let s = self.snapshot();
-            (s.write, s.published)
+            let back = self.history_start(k, s.published, s.write, s.tail);
+            back.unwrap_or((s.write, s.published))
         } else {
+            // Loaded after the RMW above: bounds what the writer writes until our cursor
+            // is visible (`SYNC: write limit`).
+            let limit = if k > 0 { self.write_limit() } else { None };
             let w = &self.ctrl().writer;
             // SYNC: records published
-            (w.write.load(Ordering::Acquire), w.published.load(Ordering::Relaxed))
+            let write = w.write.load(Ordering::Acquire);
+            let published = w.published.load(Ordering::Relaxed);
+            let back = limit
+                .and_then(|l| self.history_start(k, published, write, l.saturating_sub(self.cap)));
+            back.unwrap_or((write, published))
         };
         slot.cursor.store(pos, Ordering::Relaxed);
         let me = word(ACTIVE, gen_of(joining), id.pid);

@@ -13,7 +13,7 @@ type Heap = Arc<HeapRegion>;
 
 fn ring(cap: u64, slots: u32, policy: Policy) -> (Heap, Writer<Heap>) {
     let region = Arc::new(HeapRegion::new(required_size(cap, slots) as usize));
-    init(&region, 0, Config { capacity: cap, slots, policy }).unwrap();
+    init(&region, 0, Config { capacity: cap, slots, policy, history: 0 }).unwrap();
     let w = Writer::attach(region.clone(), 0).unwrap();
     (region, w)
 }
@@ -262,7 +262,7 @@ fn corrupt_cursors_and_control_are_errors() {
 #[test]
 fn init_and_attach_validate_layout() {
     let region = Arc::new(HeapRegion::new(16384));
-    let cfg = Config { capacity: 256, slots: 4, policy: Policy::Block };
+    let cfg = Config { capacity: 256, slots: 4, policy: Policy::Block, history: 0 };
     assert!(matches!(init(&region, 64, cfg), Err(InitError::Layout(LayoutError::Misaligned(64)))));
     assert_eq!(init(&region, 0, Config { slots: 0, ..cfg }), Err(InitError::BadSlots { slots: 0 }));
     assert_eq!(
@@ -313,7 +313,7 @@ fn dead_readers_are_reclaimed_when_full() {
 }
 
 /// Payload of record `i`: index, filler, crc32 of both.
-fn stress_msg(i: u64) -> Vec<u8> {
+pub(super) fn stress_msg(i: u64) -> Vec<u8> {
     let fill = (i * 13 % 150) as usize;
     let mut m = i.to_le_bytes().to_vec();
     m.extend((0..fill).map(|j| (i as usize * 7 + j) as u8));
@@ -322,7 +322,7 @@ fn stress_msg(i: u64) -> Vec<u8> {
     m
 }
 
-fn check_msg(m: &[u8]) -> u64 {
+pub(super) fn check_msg(m: &[u8]) -> u64 {
     let (body, crc) = m.split_at(m.len() - 4);
     assert_eq!(crc32fast::hash(body).to_le_bytes(), crc, "torn record");
     let i = u64::from_le_bytes(body[..8].try_into().unwrap());

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use super::control::{Backoff, Ring};
+use super::history::Recent;
 use super::{AttachError, BroadcastStats, Policy};
 use crate::record::{self, Record, KIND_DATA, KIND_PAD};
 use crate::region::Region;
@@ -87,6 +88,8 @@ pub struct Writer<R: Region> {
     ver: u64,
     published: u64,
     full: u64,
+    /// Positions of the records this writer indexed for late joiners.
+    recent: Recent,
     liveness_interval: Option<Duration>,
     last_liveness: Option<Instant>,
     _not_sync: PhantomData<std::cell::Cell<()>>,
@@ -114,9 +117,14 @@ impl<R: Region> Writer<R> {
         if !ok {
             return Err(crate::ring::LayoutError::Corrupt(ring.bad_position(write, tail)).into());
         }
+        let min_cache = write.saturating_sub(ring.cap);
+        // Nothing is written past it before the first scan.
+        // SYNC: write limit
+        line.limit.store(min_cache + ring.cap, Ordering::Relaxed);
         Ok(Writer {
             write,
-            min_cache: write.saturating_sub(ring.cap),
+            min_cache,
+            recent: Recent::new(ring.history),
             tail,
             tail_seq: line.tail_seq.load(Ordering::Relaxed),
             ver,
@@ -181,12 +189,12 @@ impl<R: Region> Writer<R> {
         if self.write + need - self.min_cache <= cap {
             return Ok(());
         }
-        self.min_cache = self.ring.scan(self.write)?;
+        self.rescan(need)?;
         if self.write + need - self.min_cache <= cap {
             return Ok(());
         }
         if self.liveness_due() && self.ring.reclaim_blockers(self.write, need) > 0 {
-            self.min_cache = self.ring.scan(self.write)?;
+            self.rescan(need)?;
             if self.write + need - self.min_cache <= cap {
                 return Ok(());
             }
@@ -194,6 +202,24 @@ impl<R: Region> Writer<R> {
         self.full += 1;
         self.ring.ctrl().writer.full.store(self.full, Ordering::Relaxed);
         Err(ClaimError::Full)
+    }
+
+    /// Block/Fail: recomputes `min_cache` from the readers and, when it costs no room for a
+    /// record of `need` bytes, keeps the last indexed records intact for late joiners;
+    /// publishes the resulting `limit` (`u64::MAX` while scanning, see `history.rs`).
+    fn rescan(&mut self, need: u64) -> Result<(), Corrupt> {
+        let cap = self.ring.cap;
+        let line = &self.ring.ctrl().writer;
+        // Before the scan's RMW (its Release orders it): a joiner that synchronises with
+        // the scan sees this value or a later one.
+        // SYNC: write limit
+        line.limit.store(u64::MAX, Ordering::Relaxed);
+        let readers = self.ring.scan(self.write)?;
+        let keep = self.recent.floor(self.published, self.write);
+        self.min_cache = readers.min(keep.max((self.write + need).saturating_sub(cap)));
+        // SYNC: write limit
+        line.limit.store(self.min_cache + cap, Ordering::Release);
+        Ok(())
     }
 
     fn liveness_due(&mut self) -> bool {
@@ -303,6 +329,10 @@ impl<R: Region> Writer<R> {
         let n = self.ring.reclaim_dead();
         if n > 0 {
             self.min_cache = self.write.saturating_sub(self.ring.cap);
+            // Lower than before: nothing past it is written before the next scan.
+            // SYNC: write limit
+            let limit = self.min_cache + self.ring.cap;
+            self.ring.ctrl().writer.limit.store(limit, Ordering::Release);
         }
         n
     }
@@ -361,6 +391,7 @@ impl<R: Region> Claim<'_, R> {
         let ring = &w.ring;
         let word = record::encode(KIND_DATA, self.len, self.rec_pos, ring.cap_log2);
         ring.word(self.rec_pos & (ring.cap - 1)).store(word, Ordering::Relaxed);
+        ring.index(&mut w.recent, w.published, self.rec_pos);
         w.write = self.end;
         w.published += 1;
         let line = &ring.ctrl().writer;
