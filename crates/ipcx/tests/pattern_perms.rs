@@ -140,3 +140,15 @@ fn a_foreign_uid_cannot_subscribe_to_a_0600_service() {
     p.expect("ok");
     p.wait_success();
 }
+
+#[test]
+fn a_service_opened_to_others_admits_a_foreign_uid() {
+    let ns = OpenNs::new("perm-pub-open");
+    let node = Node::builder().namespace(ns.0.clone()).create().unwrap();
+    let config =
+        PubSubConfig { permissions: Permissions::from_mode(0o666).unwrap(), ..Default::default() };
+    let _publisher = Publisher::<String>::create(&node, "news", config).unwrap();
+    let mut p = peer("subscribe").arg(ns.0.name()).uid(NOBODY_UID).spawn();
+    p.expect("ok");
+    p.wait_success();
+}

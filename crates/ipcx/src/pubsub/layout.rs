@@ -88,10 +88,12 @@ pub(super) fn pubs_dir(layout: &Layout, service: &str) -> PathBuf {
 pub(super) fn create_pub_segment(
     name: &str,
     ring: broadcast::Config,
+    permissions: ipcx_sys::Permissions,
 ) -> Result<(Segment, Doorbell<Region>), crate::pubsub::CreateError> {
     use crate::pubsub::CreateError;
     let size = RING + broadcast::required_size(ring.capacity, ring.slots) as usize;
-    let spec = SegmentSpec { fingerprint: FINGERPRINT, ..SegmentSpec::new(PUB_KIND, size) };
+    let spec =
+        SegmentSpec { fingerprint: FINGERPRINT, permissions, ..SegmentSpec::new(PUB_KIND, size) };
     let seg = Segment::create(name, &spec).map_err(CreateError::Segment)?;
     let base = seg.payload_offset();
     let region = Arc::clone(seg.region());
@@ -114,10 +116,12 @@ pub(super) fn open_bell_segment(name: &str) -> Result<Segment, SegOpenError> {
 /// Creates the service's bell (by the service's owner, right after the descriptor).
 pub(super) fn create_bell(
     name: &str,
+    permissions: ipcx_sys::Permissions,
 ) -> Result<(Segment, Doorbell<Region>), crate::pubsub::CreateError> {
     use crate::pubsub::CreateError;
     let spec = SegmentSpec {
         fingerprint: FINGERPRINT,
+        permissions,
         ..SegmentSpec::new(BELL_KIND, DoorbellState::SIZE)
     };
     let seg = Segment::create(name, &spec).map_err(CreateError::Segment)?;

@@ -194,6 +194,11 @@ pub struct PubSubConfig {
     pub history: u32,
     /// Reader slots of the ring, `1..=`[`MAX_SUBSCRIBERS`]. Default 16.
     pub max_subscribers: u32,
+    /// Mode of the service's descriptor, segments and publisher records (default `0o600`:
+    /// only this user). Subscribers write their cursor into the ring, so admitting a group
+    /// means `0o660` (the group of the creating process), others `0o666`; the namespace
+    /// directory must also let them in (it is `0o700` by default, see [`crate::namespace`]).
+    pub permissions: ipcx_sys::Permissions,
 }
 
 impl Default for PubSubConfig {
@@ -204,6 +209,7 @@ impl Default for PubSubConfig {
             policy: Policy::Block,
             history: 0,
             max_subscribers: 16,
+            permissions: ipcx_sys::Permissions::OWNER_ONLY,
         }
     }
 }

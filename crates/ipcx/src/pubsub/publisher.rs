@@ -107,6 +107,7 @@ impl<T: Message> Publisher<T> {
             .capacity(config.capacity)
             .max_message(config.max_message as u64)
             .back_pressure(config.policy.name())
+            .permissions(config.permissions)
             .property(layout::HISTORY_PROPERTY, config.history.to_string().as_str())
             .property(layout::BELL_PROPERTY, our_bell.as_str())
             .open_or_create(node)?;
@@ -128,7 +129,7 @@ impl<T: Message> Publisher<T> {
         // The owner made the bell its descriptor names (ours); the others open that one.
         let (bell_segment, bell) = if service.is_owner() {
             node.register_resource(Resource::PosixShm { name: our_bell.clone() })?;
-            let (seg, bell) = layout::create_bell(&our_bell)?;
+            let (seg, bell) = layout::create_bell(&our_bell, config.permissions)?;
             (Some(seg), bell)
         } else {
             let (_, bell) = layout::open_bell(service.descriptor(), Instant::now())
@@ -142,7 +143,7 @@ impl<T: Message> Publisher<T> {
             policy: config.policy.ring(),
             history: config.history,
         };
-        let (segment, space) = layout::create_pub_segment(&seg_name, ring)?;
+        let (segment, space) = layout::create_pub_segment(&seg_name, ring, config.permissions)?;
         node.register_resource(Resource::PosixShm { name: seg_name.clone() })?;
         let writer = Writer::attach(Arc::clone(segment.region()), segment.payload_offset() + RING)
             .map_err(|e| CreateError::Layout(e.to_string()))?;
@@ -151,11 +152,28 @@ impl<T: Message> Publisher<T> {
         let record = dir.join(format!("{}-{id:016x}.json", node.id()));
         let io = |source| CreateError::Io { path: record.clone(), source };
         node::ensure_subdir(&dir).map_err(io)?;
+        // Whoever may open the segments may list the publishers: the directory gets the
+        // read and search bits of the classes the service's mode admits.
+        let mode = config.permissions.mode();
+        let group = if mode & 0o060 != 0 { 0o050 } else { 0 };
+        let others = if mode & 0o006 != 0 { 0o005 } else { 0 };
+        let list = 0o700 | group | others;
+        if list != 0o700 {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(list)).map_err(io)?;
+            // And they may find the descriptor by name in `services/` (search only, no
+            // listing: other services' descriptors keep their own modes).
+            let services = &node.layout().services;
+            let meta = std::fs::metadata(services).map_err(io)?;
+            let search = meta.permissions().mode() & 0o777 | (list & 0o011);
+            std::fs::set_permissions(services, std::fs::Permissions::from_mode(search))
+                .map_err(io)?;
+        }
         node.register_resource(Resource::Path { path: record.clone() })?;
         let json = serde_json::to_vec(&PublisherRecord::new(node.id().clone(), seg_name))
             .map_err(std::io::Error::other)
             .map_err(io)?;
-        node::write_atomic(&record, &json, 0o600).map_err(io)?;
+        node::write_atomic(&record, &json, config.permissions.mode()).map_err(io)?;
         Ok(Publisher {
             writer,
             space,
