@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use ipcx::rpc::{RpcClient, RpcServer};
-use ipcx::{Channel, Namespace, Transport};
+use ipcx::{Channel, Namespace, Node, Transport};
 use serde::{Deserialize, Serialize};
 
 /// The request type. `ipcx::message!` names the contract; client and server must agree on
@@ -69,9 +69,11 @@ fn both() -> Result {
     Ok(())
 }
 
-/// Serves until interrupted (Ctrl-C).
+/// Serves until interrupted (Ctrl-C). The service belongs to a node, so `ipcx ls` lists it
+/// and, if this process is killed, the next cleanup removes what it left.
 fn server(ns: &Namespace) -> Result {
-    let server = RpcServer::<Add, Sum>::bind(ns, SERVICE, Transport::Shm)?;
+    let node = Node::builder().namespace(ns.clone()).name("rpc-example").create()?;
+    let server = RpcServer::<Add, Sum>::create(&node, SERVICE, Transport::Shm)?;
     let _handle = server.serve(|req: Add| {
         println!("[server] {} + {}", req.a, req.b);
         Ok(Sum { value: req.a + req.b })
