@@ -116,6 +116,9 @@ pub struct CleanReport {
     pub endpoints: Vec<PathBuf>,
     /// Temporary files of writers killed mid-write that were removed (dry run: would be).
     pub temp_files: Vec<PathBuf>,
+    /// System V queues of `sysv-msg` channels whose processes all died, removed (dry run:
+    /// would be).
+    pub sysv_queues: Vec<i32>,
 }
 
 /// Listing the namespace failed.
@@ -157,6 +160,8 @@ pub fn clean_with(
             report.temp_files.push(tmp);
         }
     }
+    // System V queues of sysv-msg channels whose processes all died.
+    report.sysv_queues = crate::channel::sweep_orphan_queues(&ns.dir(), dry_run);
     Ok(report)
 }
 

@@ -29,6 +29,15 @@ fn check_numbered(m: &[u8], i: usize, max: usize) {
 fn peer_main(role: &str, args: &[String]) {
     let ns = Namespace::new(&args[0]).unwrap();
     let t: Transport = args[1].parse().unwrap();
+    if role == "listener" {
+        // Accepts one connection and keeps it, unread, until killed.
+        let mut l = Channel::builder("q", t).namespace(ns).listen().unwrap();
+        signal("listening", "");
+        let _c = l.accept_timeout(WAIT).unwrap();
+        signal("accepted", "");
+        read_command();
+        return;
+    }
     let mut c = Channel::builder("q", t).namespace(ns).connect_timeout(WAIT).unwrap();
     let max = c.max_message();
     match role {
@@ -256,4 +265,29 @@ fn posix_mq_peer_killed_while_blocked() {
 #[test]
 fn sysv_msg_peer_killed_while_blocked() {
     peer_killed_while_blocked(Transport::SysvMsg);
+}
+
+/// Both ends of a sysv-msg channel SIGKILLed with messages still queued: nobody is left to
+/// remove the queue, so `clean` must (the listener recorded it in the namespace directory).
+#[test]
+fn sysv_msg_queue_of_two_killed_ends_is_cleaned() {
+    let ns = Ns::new("cq-both");
+    let mut listener = peer("listener").arg(ns.0.name()).arg("sysv-msg").spawn();
+    listener.expect("listening");
+    let mut victim = peer("victim").arg(ns.0.name()).arg("sysv-msg").spawn();
+    listener.expect("accepted");
+    victim.expect("sent");
+    let record = std::fs::read_dir(ns.0.dir())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| n.starts_with(".sysv-msg."))
+        .expect("the listener recorded its queue");
+    let id: i32 = record.trim_start_matches(".sysv-msg.").parse().unwrap();
+    victim.kill();
+    listener.kill();
+    assert!(sysv_id_exists(SysvKind::Msg, id), "the queue outlived both ends");
+    let report = ipcx::cleanup::clean(&ns.0, false).unwrap();
+    assert_eq!(report.sysv_queues, vec![id]);
+    assert!(!sysv_id_exists(SysvKind::Msg, id), "clean removed the queue");
+    assert!(!ns.0.dir().join(&record).exists(), "and its record");
 }

@@ -10,12 +10,19 @@ use crate::cli::CleanArgs;
 pub fn run(ns: &Namespace, args: &CleanArgs) -> anyhow::Result<()> {
     let report = clean(ns, args.dry_run).context("cleanup failed")?;
     let verb = if args.dry_run { "would remove" } else { "removed" };
-    if report.nodes.is_empty() && report.endpoints.is_empty() && report.temp_files.is_empty() {
+    let nothing = report.nodes.is_empty()
+        && report.endpoints.is_empty()
+        && report.temp_files.is_empty()
+        && report.sysv_queues.is_empty();
+    if nothing {
         println!("nothing to clean in namespace {}", ns.name());
         return Ok(());
     }
     for path in &report.endpoints {
         println!("dead listener: {verb} endpoint {}", path.display());
+    }
+    for id in &report.sysv_queues {
+        println!("dead sysv-msg channel: {verb} System V queue {id}");
     }
     for path in &report.temp_files {
         println!("killed writer: {verb} temporary file {}", path.display());

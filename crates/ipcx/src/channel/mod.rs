@@ -59,7 +59,7 @@ pub use typed::{TypedChannel, TypedError};
 use self::core::Core;
 use crate::contract::ContractId;
 use link::Deadline;
-pub(crate) use transport::Link;
+pub(crate) use transport::{sweep_orphan_queues, Link};
 
 /// How messages travel. See the [module docs](self) for what each uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

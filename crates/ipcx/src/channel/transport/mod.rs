@@ -29,6 +29,7 @@ pub(crate) use seqpacket::{
     BindFailure, SeqpacketLink,
 };
 use stream::{PipeIo, StreamLink, TcpIo};
+pub(crate) use sysv_msg::sweep_orphan_queues;
 
 /// One established data path, whatever the transport.
 pub(crate) enum Link {

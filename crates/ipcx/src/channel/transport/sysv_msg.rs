@@ -24,6 +24,11 @@
 //! - A side that learns the peer is gone and has read everything it sent (see waits) removes
 //!   the queue at once, without waiting for its own drop.
 //! - During setup, the creating handle removes the queue on every early return.
+//! - If both sides die (or one closes and the other dies before reading what is left), nobody
+//!   is left to remove it. So the listener's side records the queue in the namespace
+//!   directory (`.sysv-msg.<id>`: the queue's `ctime` and both sides' pids), every removal
+//!   deletes that record, and [`crate::cleanup::clean`] removes a recorded queue whose
+//!   processes are all gone (if its `ctime` still matches: ids are reused).
 //!
 //! Waits: `msgrcv` and `msgsnd` have no timeout and cannot watch the rendezvous socket, so
 //! each link runs a watcher thread that blocks in `poll` on the rendezvous socket and on a
@@ -44,6 +49,7 @@
 //! checking the watcher's verdict between slices.
 
 use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -97,9 +103,18 @@ pub(crate) fn accept(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, ConnectE
         .permissions(setup.permissions)
         .open()
         .map_err(|e| ConnectError::os("creating a System V message queue", e))?;
+    let record = record_path(&setup.namespace.dir(), queue.id());
+    let ctime = queue_ctime(queue.id());
+    let me = std::process::id();
+    write_record(&record, ctime, &[me])?;
     send_setup(&ctl, queue.id().to_string().as_bytes(), &[])?;
-    recv_ready(&ctl, setup.deadline)?;
-    SysvLink::new(queue, ctl, LISTENER, setup.max_frame).map(Link::SysvMsg)
+    if let Err(e) = recv_ready(&ctl, setup.deadline) {
+        let _ = std::fs::remove_file(&record);
+        return Err(e);
+    }
+    let peer = ctl.peer_cred().map(|c| c.pid).unwrap_or(0);
+    write_record(&record, ctime, &[me, peer])?;
+    SysvLink::new(queue, ctl, LISTENER, setup.max_frame, record).map(Link::SysvMsg)
 }
 
 /// Connector side: opens the queue named by the setup message and confirms.
@@ -112,17 +127,78 @@ pub(crate) fn connect(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Connect
         .ok_or_else(|| ConnectError::Handshake("sysv-msg setup does not hold a queue id".into()))?;
     let queue = SysvMsgQueue::open_id(id)
         .map_err(|e| ConnectError::os("opening the System V message queue", e))?;
-    let link = SysvLink::new(queue, ctl, CONNECTOR, setup.max_frame)?;
+    let record = record_path(&setup.namespace.dir(), id);
+    let link = SysvLink::new(queue, ctl, CONNECTOR, setup.max_frame, record)?;
     send_ready(&link.ctl)?;
     Ok(Link::SysvMsg(link))
 }
 
 /// Removes queue `id` if it still exists (errors mean it is already gone, or not ours to
-/// remove, and change nothing for us).
-fn remove_queue(id: i32) {
+/// remove, and change nothing for us), and its record.
+fn remove_queue(id: i32, record: &Path) {
     if let Ok(q) = SysvMsgQueue::open_id(id) {
         let _ = q.remove();
     }
+    let _ = std::fs::remove_file(record);
+}
+
+/// Where the listener's side records queue `id` in namespace directory `dir`.
+fn record_path(dir: &Path, id: i32) -> PathBuf {
+    dir.join(format!("{RECORD_PREFIX}{id}"))
+}
+
+/// Name prefix of queue records.
+const RECORD_PREFIX: &str = ".sysv-msg.";
+
+/// Writes the record of a queue: its `ctime` and the pids of the processes using it.
+fn write_record(path: &Path, ctime: Option<u64>, pids: &[u32]) -> Result<(), ConnectError> {
+    let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
+    let text = format!("{} {}\n", ctime.unwrap_or(0), pids.join(" "));
+    crate::node::write_atomic(path, text.as_bytes(), 0o600)
+        .map_err(|e| ConnectError::os("recording the System V queue", e))
+}
+
+/// The `ctime` of queue `id` (`/proc/sysvipc/msg`), if it exists.
+fn queue_ctime(id: i32) -> Option<u64> {
+    let table = std::fs::read_to_string("/proc/sysvipc/msg").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        (f.get(1)?.parse::<i32>().ok()? == id).then(|| f.get(13)?.parse().ok()).flatten()
+    })
+}
+
+/// Removes the recorded queues in namespace directory `dir` whose processes are all gone
+/// (in a dry run, only lists them), and records of queues that no longer exist. Returns the
+/// ids of the queues removed.
+pub(crate) fn sweep_orphan_queues(dir: &Path, dry_run: bool) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.strip_prefix(RECORD_PREFIX)?.parse().ok())
+        else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
+        let mut fields = text.split_whitespace().map(str::parse::<u64>);
+        let Some(Ok(ctime)) = fields.next() else { continue };
+        let alive = |pid: u64| pid != 0 && Path::new("/proc").join(pid.to_string()).exists();
+        if fields.any(|pid| pid.map_or(true, alive)) {
+            continue;
+        }
+        let ours = queue_ctime(id) == Some(ctime);
+        if ours {
+            removed.push(id);
+        }
+        if !dry_run {
+            if ours {
+                remove_queue(id, &entry.path());
+            } else {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+    removed
 }
 
 /// The data path of one `sysv-msg` connection.
@@ -141,6 +217,8 @@ pub(crate) struct SysvLink {
     peer_gone: Arc<AtomicBool>,
     /// We reported `PeerGone` and removed the queue.
     ended: bool,
+    /// The queue's record in the namespace directory (removed with the queue).
+    record: Arc<PathBuf>,
     /// Closing it stops the watcher.
     stop: Option<PipeWriter>,
     watcher: Option<JoinHandle<()>>,
@@ -154,6 +232,7 @@ impl SysvLink {
         ctl: UdsStream,
         side: Side,
         max_frame: usize,
+        record: PathBuf,
     ) -> Result<SysvLink, ConnectError> {
         let (stop_r, stop_w) =
             pipe().map_err(|e| ConnectError::os("creating the watcher's pipe", e))?;
@@ -162,14 +241,21 @@ impl SysvLink {
         queue.set_remove_on_drop(false);
         let (queue, ctl) = (Arc::new(queue), Arc::new(ctl));
         let peer_gone = Arc::new(AtomicBool::new(false));
-        let w = Watcher { queue: queue.clone(), ctl: ctl.clone(), stop: stop_r, side };
+        let record = Arc::new(record);
+        let w = Watcher {
+            queue: queue.clone(),
+            ctl: ctl.clone(),
+            stop: stop_r,
+            side,
+            record: record.clone(),
+        };
         let flag = peer_gone.clone();
         let spawned = std::thread::Builder::new()
             .name("ipcx-sysv-watch".into())
             .spawn(move || w.run(&flag))
             .map_err(|e| {
                 if creator {
-                    remove_queue(id);
+                    remove_queue(id, &record);
                 }
                 ConnectError::os("starting the sysv-msg watcher thread", e)
             })?;
@@ -182,6 +268,7 @@ impl SysvLink {
             sbuf: Vec::with_capacity(max_frame),
             peer_gone,
             ended: false,
+            record,
             stop: Some(stop_w),
             watcher: Some(spawned),
         })
@@ -191,7 +278,7 @@ impl SysvLink {
     fn end(&mut self) -> LinkError {
         if !self.ended {
             self.ended = true;
-            remove_queue(self.queue.id());
+            remove_queue(self.queue.id(), &self.record);
         }
         LinkError::PeerGone
     }
@@ -270,7 +357,7 @@ impl Drop for SysvLink {
             || self.queue.try_recv(MsgType::Exactly(self.side.peer_bye), &mut []).is_ok()
             || control::peer_gone(&self.ctl).unwrap_or(true);
         if peer_done {
-            remove_queue(self.queue.id());
+            remove_queue(self.queue.id(), &self.record);
         }
     }
 }
@@ -281,6 +368,7 @@ struct Watcher {
     ctl: Arc<UdsStream>,
     stop: PipeReader,
     side: Side,
+    record: Arc<PathBuf>,
 }
 
 impl Watcher {
@@ -298,7 +386,7 @@ impl Watcher {
         let empty = self.queue.status().is_ok_and(|s| s.messages == 0);
         if empty || self.queue.try_send(self.side.recv, &[]).is_err() {
             // Nothing left to read either way: the queue can go now (waking any wait).
-            remove_queue(self.queue.id());
+            remove_queue(self.queue.id(), &self.record);
         }
     }
 }
