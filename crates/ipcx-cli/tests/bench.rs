@@ -1,33 +1,13 @@
 //! `ipcx bench` end to end: the built binary, its peer processes, the JSON it writes and
 //! its errors. Runs use a fixed, small number of samples (hidden `--samples`) to stay quick.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::TempJson;
 use serde_json::Value;
-
-/// A JSON output path in the temp dir, removed on drop.
-struct TempJson(PathBuf);
-
-impl TempJson {
-    fn new(tag: &str) -> TempJson {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("ipcxt-bench-{tag}-{}-{nanos:x}.json", std::process::id());
-        TempJson(std::env::temp_dir().join(name))
-    }
-
-    fn read(&self) -> Value {
-        let text = std::fs::read_to_string(&self.0).expect("the JSON file was written");
-        serde_json::from_str(&text).expect("valid JSON")
-    }
-}
-
-impl Drop for TempJson {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 fn bench(args: &[&str], json: Option<&TempJson>, env: Option<(&str, &str)>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipcx"));

@@ -2,34 +2,13 @@
 //! processes, the JSON it writes. Runs use a fixed, small number of samples (hidden
 //! `--samples`) to stay quick.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
+use std::process::{Command, Output, Stdio};
+
+use common::TempJson;
 use ipcx::channel::Transport;
 use serde_json::Value;
-
-/// A JSON output path in the temp dir, removed on drop.
-struct TempJson(PathBuf);
-
-impl TempJson {
-    fn new(tag: &str) -> TempJson {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("ipcxt-bench-chan-{tag}-{}-{nanos:x}.json", std::process::id());
-        TempJson(std::env::temp_dir().join(name))
-    }
-
-    fn read(&self) -> Value {
-        let text = std::fs::read_to_string(&self.0).expect("the JSON file was written");
-        serde_json::from_str(&text).expect("valid JSON")
-    }
-}
-
-impl Drop for TempJson {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Runs `ipcx bench ARGS [--json FILE]`; returns its output and its pid, which every
 /// namespace and object it creates carries (`ipcx-bench-<pid>-...`).
@@ -75,7 +54,7 @@ const QUICK: &[&str] = &["--quick", "--samples", "200"];
 
 #[test]
 fn chan_uds_stream_is_measured_and_cleaned_up() {
-    let json = TempJson::new("uds");
+    let json = TempJson::new("chan-uds");
     let args = [QUICK, &["--filter", "chan.uds-stream", "--sizes", "64"]].concat();
     let (out, pid) = bench(&args, Some(&json));
     let stdout = text(&out.stdout);
@@ -113,7 +92,7 @@ fn an_unknown_transport_is_one_usage_error_line() {
 
 #[test]
 fn every_transport_is_measured_or_skipped_with_a_reason() {
-    let json = TempJson::new("all");
+    let json = TempJson::new("chan-all");
     let list: Vec<&str> = Transport::ALL.iter().map(|t| t.name()).collect();
     let list = list.join(",");
     let args = [QUICK, &["--filter", "chan", "--sizes", "64", "--transport", &list]].concat();
@@ -137,7 +116,7 @@ fn every_transport_is_measured_or_skipped_with_a_reason() {
 
 #[test]
 fn transport_keeps_only_that_transports_entries_and_targets() {
-    let json = TempJson::new("pipe");
+    let json = TempJson::new("chan-pipe");
     let args = [QUICK, &["--transport", "pipe", "--sizes", "64"]].concat();
     let (out, pid) = bench(&args, Some(&json));
     let stdout = text(&out.stdout);

@@ -1,20 +1,12 @@
 //! `ipcx bench`'s `pubsub.*` entries, end to end: the built binary, its peer processes, the
 //! JSON it writes, nothing left behind. A fixed, small number of samples keeps it quick.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
+use common::TempJson;
 use serde_json::Value;
-
-/// A JSON output path in the temp dir, removed on drop.
-struct TempJson(PathBuf);
-
-impl Drop for TempJson {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// What bench `pid` left behind: namespace directories and shm objects whose name carries
 /// `ipcx-bench-<pid>-`.
@@ -37,9 +29,7 @@ fn leftovers(pid: u32) -> Vec<String> {
 
 #[test]
 fn pubsub_entries_are_measured_held_to_their_shm_rows_and_cleaned_up() {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-    let name = format!("ipcxt-bench-pubsub-{}-{nanos:x}.json", std::process::id());
-    let json = TempJson(std::env::temp_dir().join(name));
+    let json = TempJson::new("pubsub");
     let child = Command::new(env!("CARGO_BIN_EXE_ipcx"))
         .args(["bench", "--quick", "--samples", "200", "--filter", "pubsub"])
         .args(["--sizes", "64,4096", "--json"])

@@ -3,33 +3,13 @@
 //! its entry at once, and nothing left in /dev/shm. Fixed, small sample counts (hidden
 //! `--samples`): these check wiring, not speed.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use common::TempJson;
 use serde_json::Value;
-
-/// A JSON output path in the temp dir, removed on drop.
-struct TempJson(PathBuf);
-
-impl TempJson {
-    fn new(tag: &str) -> TempJson {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("ipcxt-bench-shm-{tag}-{}-{nanos:x}.json", std::process::id());
-        TempJson(std::env::temp_dir().join(name))
-    }
-
-    fn read(&self) -> Value {
-        let text = std::fs::read_to_string(&self.0).expect("the JSON file was written");
-        serde_json::from_str(&text).expect("valid JSON")
-    }
-}
-
-impl Drop for TempJson {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Runs `ipcx bench ARGS --json FILE`; returns its output and pid (which every name it
 /// creates in /dev/shm carries: `ipcx-bench-<tag>-<pid>-...`).
