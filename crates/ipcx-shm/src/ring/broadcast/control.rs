@@ -336,9 +336,13 @@ impl<R: Region> Ring<R> {
     ///
     /// Reads the copy `ver` points at and retries only if the writer completed another
     /// update meanwhile (it may have been refilling that copy): a reader never waits for
-    /// the writer, and a writer that died mid-update leaves the last copy intact.
+    /// the writer, and a writer that died mid-update leaves the last copy intact. A writer
+    /// that never stops bumping `ver` (a hostile one) cannot hold the reader: after
+    /// [`SNAPSHOT_TRIES`] the last copy read is returned, and the callers' checks of the
+    /// positions turn a torn one into an error.
     pub(super) fn snapshot(&self) -> Snapshot {
         let w = &self.ctrl().writer;
+        let mut tries = 0u32;
         loop {
             // SYNC: snapshot
             let v1 = w.ver.load(Ordering::Acquire);
@@ -350,13 +354,18 @@ impl<R: Region> Ring<R> {
                 tail_seq: c.tail_seq.load(Ordering::Relaxed),
             };
             fence(Ordering::Acquire);
-            if w.ver.load(Ordering::Relaxed) == v1 {
+            tries += 1;
+            if w.ver.load(Ordering::Relaxed) == v1 || tries >= SNAPSHOT_TRIES {
                 return snap;
             }
             spin_hint();
         }
     }
 }
+
+/// Reads of the snapshot copies before [`Ring::snapshot`] gives up waiting for a quiet
+/// moment (an honest writer finishes an update in far fewer).
+const SNAPSHOT_TRIES: u32 = if cfg!(loom) { 16 } else { 1 << 16 };
 
 /// Spin, then yield, then sleep: waiting without a doorbell.
 #[derive(Debug)]

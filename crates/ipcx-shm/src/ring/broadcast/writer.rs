@@ -109,10 +109,17 @@ impl<R: Region> Writer<R> {
         let write = line.write.load(Ordering::Acquire);
         let tail = line.tail.load(Ordering::Relaxed);
         let ver = line.ver.load(Ordering::Relaxed);
+        let published = line.published.load(Ordering::Relaxed);
+        let tail_seq = line.tail_seq.load(Ordering::Relaxed);
         let drop_oldest = ring.policy == Policy::DropOldest;
+        // Positions far from overflow (the writer adds to them), and counts a ring of this
+        // many bytes can hold (every record takes at least 8 bytes).
         let ok = write % 8 == 0
             && tail % 8 == 0
             && tail <= write
+            && write <= crate::ring::MAX_POSITION
+            && published <= write / 8
+            && tail_seq <= published
             && (!drop_oldest || write - tail <= ring.cap);
         if !ok {
             return Err(crate::ring::LayoutError::Corrupt(ring.bad_position(write, tail)).into());
@@ -126,9 +133,9 @@ impl<R: Region> Writer<R> {
             min_cache,
             recent: Recent::new(ring.history),
             tail,
-            tail_seq: line.tail_seq.load(Ordering::Relaxed),
+            tail_seq,
             ver,
-            published: line.published.load(Ordering::Relaxed),
+            published,
             full: line.full.load(Ordering::Relaxed),
             liveness_interval: Some(DEFAULT_LIVENESS_INTERVAL),
             last_liveness: None,
