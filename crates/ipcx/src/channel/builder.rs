@@ -426,7 +426,6 @@ impl Listener {
     /// Accepts one connection; `None` if it was refused.
     fn accept_one(&mut self, deadline: Deadline) -> Result<Option<Channel>, AcceptError> {
         let t = self.builder.transport;
-        let hs_deadline = Deadline::after(Some(HANDSHAKE_TIMEOUT));
         let setup_err = AcceptError::Setup;
         let (link, agreed) = match &self.socket {
             Socket::Tcp { listener, .. } => {
@@ -434,6 +433,7 @@ impl Listener {
                 let mut io = TcpIo::new(stream).map_err(|e| os("TCP_NODELAY", e))?;
                 let admitted =
                     self.builder.allow.uids.is_empty() && self.builder.allow.gids.is_empty();
+                let hs_deadline = Deadline::after(Some(HANDSHAKE_TIMEOUT));
                 let Some(agreed) = self.handshake(&mut io, admitted, hs_deadline)? else {
                     return Ok(None);
                 };
@@ -442,6 +442,7 @@ impl Listener {
             Socket::Seqpacket(l) => {
                 let mut sock = transport::seqpacket_accept(l, deadline)?;
                 let admitted = self.builder.allow.admits(sock.peer_cred().ok());
+                let hs_deadline = Deadline::after(Some(HANDSHAKE_TIMEOUT));
                 let Some(agreed) = self.handshake(&mut sock, admitted, hs_deadline)? else {
                     return Ok(None);
                 };
@@ -460,6 +461,7 @@ impl Listener {
                     e => os("accepting on the unix socket", e),
                 })?;
                 let admitted = self.builder.allow.admits(stream.peer_cred().ok());
+                let hs_deadline = Deadline::after(Some(HANDSHAKE_TIMEOUT));
                 let Some(agreed) = self.handshake(&mut stream, admitted, hs_deadline)? else {
                     return Ok(None);
                 };
