@@ -23,10 +23,26 @@ use crate::Namespace;
 /// Format version of node records and resource lines; readers refuse higher ones.
 pub const RECORD_FORMAT: u32 = 1;
 
-/// A node's id: 16 lowercase hex digits, random, unique within a namespace.
+/// A node's id: 16 lowercase hex digits, random, unique within a namespace. Checked when
+/// read from a file too: ids become file names (`nodes/<id>.token`), so a forged one such
+/// as `../x` must never reach a path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[serde(into = "String", try_from = "String")]
 pub struct NodeId(String);
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.0
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<NodeId, String> {
+        NodeId::parse(&s).ok_or_else(|| format!("{s:?} is not a node id (16 lowercase hex digits)"))
+    }
+}
 
 impl NodeId {
     /// A fresh random id.
@@ -259,6 +275,15 @@ pub(crate) fn random_u64() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ids_read_from_files_are_checked() {
+        let ok: NodeId = serde_json::from_str("\"0123456789abcdef\"").unwrap();
+        assert_eq!(ok.as_str(), "0123456789abcdef");
+        for bad in ["\"../../x\"", "\"0123456789ABCDEF\"", "\"\"", "\"0123\""] {
+            assert!(serde_json::from_str::<NodeId>(bad).is_err(), "{bad} refused");
+        }
+    }
+
     use super::*;
 
     #[test]
