@@ -65,6 +65,11 @@ fn recv_frame(
             return Err(ConnectError::Timeout)
         }
         Err(RecvFdsError::Recv(RecvError::PeerReset)) => return Err(ConnectError::PeerGone),
+        // More fds than the transport takes, or a message larger than a setup: the peer's
+        // fault, refused like a bad handshake (the fds were closed).
+        Err(
+            e @ (RecvFdsError::TooManyFds { .. } | RecvFdsError::Recv(RecvError::Truncated { .. })),
+        ) => return Err(ConnectError::Handshake(Box::new(e))),
         Err(e) => return Err(ConnectError::os("receiving the setup message", e)),
     };
     let broken = |e: crate::frame::FrameError| ConnectError::Handshake(Box::new(e));
