@@ -127,6 +127,16 @@ pub(crate) fn connect(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Connect
         .ok_or_else(|| ConnectError::Handshake("sysv-msg setup does not hold a queue id".into()))?;
     let queue = SysvMsgQueue::open_id(id)
         .map_err(|e| ConnectError::os("opening the System V message queue", e))?;
+    // We remove this queue when we are done: it must be the listener's, not any queue of
+    // ours a hostile listener names.
+    let owner = queue.status().map_err(|e| ConnectError::os("reading the queue's owner", e))?.uid;
+    let listener = ctl.peer_cred().map_err(|e| ConnectError::os("reading SO_PEERCRED", e))?.uid;
+    if owner != listener {
+        let why = format!(
+            "sysv-msg setup names queue {id} of uid {owner}, not the listener's ({listener})"
+        );
+        return Err(ConnectError::Handshake(why.into()));
+    }
     let record = record_path(&setup.namespace.dir(), id);
     let link = SysvLink::new(queue, ctl, CONNECTOR, setup.max_frame, record)?;
     send_ready(&link.ctl)?;
