@@ -46,6 +46,12 @@ pub enum Violation {
         /// Its sequence number.
         seq: u64,
     },
+    /// The peer sent more messages than we keep while waiting for its acknowledgement.
+    #[error("the peer sent {kept} messages while we waited for an acknowledgement")]
+    Flood {
+        /// Messages kept so far.
+        kept: usize,
+    },
     /// A frame kind that has no place in an established channel.
     #[error("unexpected {kind:?} frame of {len} bytes in an established channel")]
     Unexpected {
@@ -313,6 +319,11 @@ impl Core {
                     if let Some(r) = f.take().and_then(|f| f(payload)) {
                         return Ok(Got::Data(r, ack));
                     }
+                    // A peer that floods while we wait for its acknowledgement is broken: our
+                    // memory is not its buffer.
+                    if pending.len() >= MAX_PENDING {
+                        return Err(Violation::Flood { kept: pending.len() });
+                    }
                     let fds = Vec::new();
                     pending.push_back(Pending { ack, payload: payload.to_vec(), fds });
                     Ok(Got::Kept)
@@ -413,6 +424,9 @@ impl Core {
         self.state = State::Dead;
     }
 }
+
+/// Most data frames kept while an acknowledged send waits (see [`Violation::Flood`]).
+pub const MAX_PENDING: usize = 1024;
 
 /// How long dropping a channel waits for room to send its Close frame.
 pub const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);

@@ -258,6 +258,16 @@ impl<T: ByteIo> LinkOps for StreamLink<T> {
     }
 }
 
+/// Fd batches a stream link keeps before the frames that claim them arrive.
+const MAX_FD_BATCHES: usize = 64;
+
+/// The peer sent fds that no frame claims.
+#[derive(Debug, thiserror::Error)]
+#[error("the peer sent {batches} batches of fds that no frame claims")]
+struct UnclaimedFds {
+    batches: usize,
+}
+
 /// The stream ended in the middle of a frame.
 #[derive(Debug, thiserror::Error)]
 #[error("the stream ended {have} bytes into a frame")]
@@ -323,6 +333,11 @@ impl ByteIo for UdsStream {
         match r {
             Ok((n, batch)) => {
                 if !batch.is_empty() {
+                    // Each batch belongs to a frame flagged FDS, taken as it is delivered: a
+                    // pile of them is a peer sending fds with no frame to claim them.
+                    if fds.len() >= MAX_FD_BATCHES {
+                        return Err(LinkError::broken(UnclaimedFds { batches: fds.len() }));
+                    }
                     fds.push_back(batch);
                 }
                 Ok(n)
