@@ -341,9 +341,7 @@ fn sweep_endpoints(ns: &Namespace, dry_run: bool) -> Result<Vec<PathBuf>, CleanE
 
 /// Whether the tcp address file at `path` names an address that refuses connections.
 fn tcp_refuses(path: &std::path::Path) -> bool {
-    let Some(addr) = std::fs::read_to_string(path).ok().and_then(|t| t.trim().parse().ok()) else {
-        return false;
-    };
+    let Some(addr) = crate::channel::read_addr_file(path) else { return false };
     matches!(
         std::net::TcpStream::connect_timeout(&addr, TCP_PROBE),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused

@@ -9,7 +9,6 @@
 //! The listener removes its file when dropped; a file left by a killed listener is replaced
 //! by the next listener once a probe shows nobody listens there.
 
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -179,7 +178,7 @@ impl ChannelBuilder {
             ConnectError::Dir(e) => ListenError::Dir(e),
             e => ListenError::Os { op: "preparing the listener", source: Box::new(e) },
         })?;
-        let dir = ns.ensure_dir()?;
+        ns.ensure_dir()?;
         let path = self.path(&ns);
         let in_use = || ListenError::InUse {
             name: self.name.clone(),
@@ -197,7 +196,9 @@ impl ChannelBuilder {
                     op: "reading the tcp listener's address",
                     source: Box::new(e),
                 })?;
-                write_addr_file(&dir, &path, local, self.permissions).map_err(|e| {
+                let text = local.to_string();
+                let mode = self.permissions.mode();
+                crate::node::write_atomic(&path, text.as_bytes(), mode).map_err(|e| {
                     ListenError::Os { op: "writing the tcp address file", source: Box::new(e) }
                 })?;
                 Socket::Tcp { listener: tcp, addr_file: path.clone() }
@@ -337,26 +338,8 @@ fn connect_uds(
     })
 }
 
-/// Writes `addr` to `path` atomically (a temporary file renamed over it), mode `perm`.
-fn write_addr_file(
-    dir: &std::path::Path,
-    path: &std::path::Path,
-    addr: SocketAddr,
-    perm: Permissions,
-) -> std::io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let tmp = dir.join(format!(".{:016x}.tmp", transport::random_id()));
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-    file.set_permissions(std::fs::Permissions::from_mode(perm.mode()))?;
-    file.write_all(addr.to_string().as_bytes())?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
 /// Reads a tcp address file.
-fn read_addr_file(path: &std::path::Path) -> Option<SocketAddr> {
+pub(crate) fn read_addr_file(path: &std::path::Path) -> Option<SocketAddr> {
     let text = std::fs::read_to_string(path).ok()?;
     text.trim().parse().ok()
 }

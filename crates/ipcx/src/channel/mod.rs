@@ -58,6 +58,7 @@ pub use typed::{TypedChannel, TypedError};
 
 use self::core::Core;
 use crate::contract::ContractId;
+pub(crate) use builder::read_addr_file;
 use link::Deadline;
 pub(crate) use transport::{sweep_orphan_queues, Link};
 

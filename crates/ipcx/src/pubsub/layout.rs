@@ -44,17 +44,6 @@ pub(super) fn ring_capacity(capacity: u64, max_message: usize) -> Option<u64> {
     (cap <= MAX_CAPACITY && max_payload(cap) >= max_message as u64).then_some(cap)
 }
 
-/// A random 64-bit id for naming a publisher's objects (unique, not secret).
-pub(super) fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish()
-}
-
 /// Name of a publisher's segment.
 pub(super) fn pub_segment(ns: &Namespace, service: &str, id: u64) -> String {
     ns.object_name(&format!("{service}.pub.{id:016x}"))

@@ -99,7 +99,7 @@ impl<T: Message> Publisher<T> {
             return Err(bad());
         }
         let ns = node.namespace();
-        let id = layout::random_id();
+        let id = crate::node::random_u64();
         let our_bell = layout::bell_segment(ns, name, id);
         let service = Service::builder(name, Pattern::PubSub)
             .transport(Transport::Shm)

@@ -160,14 +160,3 @@ pub(crate) fn connect(
         t => unreachable!("{t} has no rendezvous socket"),
     }
 }
-
-/// A random 64-bit id for naming a connection's objects (unique, not secret).
-pub(crate) fn random_id() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-    h.finish()
-}

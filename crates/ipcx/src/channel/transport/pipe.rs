@@ -69,7 +69,7 @@ fn fifo_paths(dir: &std::path::Path, name: &str, id: &str) -> (PathBuf, PathBuf)
 /// Listener side of `fifo`.
 pub(crate) fn accept_fifo(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, ConnectError> {
     let dir = setup.namespace.ensure_dir()?;
-    let id = format!("{:016x}", super::random_id());
+    let id = format!("{:016x}", crate::node::random_u64());
     let (up_path, down_path) = fifo_paths(&dir, setup.name, &id);
     let make = |path: &PathBuf| {
         Fifo::builder(path)

@@ -81,7 +81,7 @@ fn queue_names(setup: &Setup<'_>, id: &str) -> (String, String) {
 
 /// Listener side: creates both queues, names them, waits for the connector, unlinks them.
 pub(crate) fn accept(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, ConnectError> {
-    let id = format!("{:016x}", super::random_id());
+    let id = format!("{:016x}", crate::node::random_u64());
     let (up_name, down_name) = queue_names(setup, &id);
     let depth = depth();
     let create = |name: &str| {
