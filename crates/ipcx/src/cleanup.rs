@@ -178,14 +178,18 @@ fn clean_nodes(
     };
     let mut report = CleanReport { dry_run, ..CleanReport::default() };
     for id in layout.node_ids().map_err(list(&layout.nodes))? {
-        if let Some(done) = clean_one(&layout, &id, dry_run, progress)? {
-            report.nodes.push(done);
+        // One node's unreadable token (a stray directory, a file we may not lock) must not
+        // stop the cleanup of the others.
+        match clean_one(&layout, &id, dry_run, progress) {
+            Ok(Some(done)) => report.nodes.push(done),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(node = %id, error = %e, "cannot clean up after this node"),
         }
     }
     // Descriptors whose owner left no trace at all (only by outside meddling).
     for name in layout.service_names().map_err(list(&layout.services))? {
         let Ok(desc) = service::read_descriptor(&layout.service(&name)) else { continue };
-        if probe(layout.token(&desc.owner))? != Liveness::Missing
+        if !matches!(probe(layout.token(&desc.owner)), Ok(Liveness::Missing))
             || report.nodes.iter().any(|n| n.id == desc.owner)
         {
             continue;
