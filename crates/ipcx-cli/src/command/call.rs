@@ -13,9 +13,10 @@ use crate::cli::CallArgs;
 pub fn run(args: CallArgs, ns: ipcx::Namespace) -> anyhow::Result<()> {
     let transport = super::transport(&args.transport)?;
     let timeout = Duration::from_millis(args.timeout);
-    let end = Instant::now() + timeout;
+    // A timeout too long to represent means none.
+    let end = Instant::now().checked_add(timeout);
     let mut client = RpcClient::<String, String>::connect(&ns, &args.service, transport, timeout)?;
-    let left = end.saturating_duration_since(Instant::now());
+    let left = end.map_or(timeout, |end| end.saturating_duration_since(Instant::now()));
     let reply = client.call(&args.text, left)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{reply}").and_then(|()| out.flush()).context("writing to standard output")

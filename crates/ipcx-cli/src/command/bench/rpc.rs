@@ -16,15 +16,15 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use ipcx::channel::{Channel as IpcxChannel, ChannelBuilder, Transport};
+use ipcx::channel::{Channel as IpcxChannel, ChannelBuilder, Transport, DEFAULT_MAX_MESSAGE};
 use ipcx::rpc::{CallId, Raw, RawRpcClient, RpcServer, ServerHandle};
 use ipcx::Namespace;
 
 use super::chan::LONG_SPIN;
-use super::floors::{random_u64, Channel, Endpoint, Entry, Floor, PeerIo};
+use super::floors::{random_u64, Channel, Endpoint, Entry, Floor, PeerIo, OP_TIMEOUT};
 
 /// The service name inside the namespace.
 const NAME: &str = "bench-rpc";
@@ -38,8 +38,6 @@ const CALL_WITHIN: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(2);
 /// Bytes of the rpc envelope header in front of each message.
 const ENVELOPE: usize = ipcx::rpc::envelope::HEADER_LEN;
-/// ipcx's default largest message.
-const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
 
 /// Every rpc entry.
 pub static ALL: &[Entry] = &[Entry::Ready(&SHM), Entry::Ready(&SHM_SPIN)];
@@ -166,7 +164,11 @@ impl Endpoint for ServerEnd {
     }
 
     fn recv(&mut self, _buf: &mut [u8]) -> Result<u64> {
+        let end = Instant::now() + OP_TIMEOUT;
         while self.handled.load(Ordering::Relaxed) <= self.seen {
+            if Instant::now() >= end {
+                bail!("the server handled no call within {OP_TIMEOUT:?}");
+            }
             std::thread::sleep(POLL);
         }
         self.seen += 1;

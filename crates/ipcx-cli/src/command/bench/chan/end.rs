@@ -13,10 +13,12 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ipcx::channel::{Channel as IpcxChannel, ChannelBuilder, SendMode, Transport};
+use ipcx::channel::{
+    Channel as IpcxChannel, ChannelBuilder, SendMode, Transport, DEFAULT_MAX_MESSAGE,
+};
 use ipcx::Namespace;
 
-use super::super::floors::{random_u64, Channel, Endpoint, PeerIo};
+use super::super::floors::{random_u64, Channel, Endpoint, PeerIo, OP_TIMEOUT};
 
 /// The endpoint name inside the namespace.
 pub const NAME: &str = "bench";
@@ -24,9 +26,6 @@ pub const NAME: &str = "bench";
 const ACCEPT_WITHIN: Duration = Duration::from_secs(10);
 /// How long the in-process probe's connect waits.
 const PROBE_WITHIN: Duration = Duration::from_secs(5);
-/// The largest message of a channel built without `max_message` (ipcx's default): sizes up
-/// to it keep the transport's defaults, larger ones ask for exactly their size.
-const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
 
 /// How an entry builds its channel; both sides build it alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,7 +149,8 @@ impl Endpoint for ChanEnd {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<u64> {
-        let len = self.chan.recv_in_place(None, |msg| msg.len()).context("receive failed")?;
+        let len =
+            self.chan.recv_in_place(Some(OP_TIMEOUT), |msg| msg.len()).context("receive failed")?;
         if len != buf.len() {
             bail!("a message of {len} bytes where {} were sent", buf.len());
         }

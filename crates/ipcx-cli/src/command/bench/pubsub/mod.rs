@@ -18,14 +18,13 @@ use std::time::Duration;
 use anyhow::Result;
 
 use self::end::Config;
+use super::chan::LONG_SPIN;
 use super::floors::{Channel, Endpoint, Entry, Floor, PeerIo};
 
 /// Sizes of the `pubsub.*` entries when `--sizes` is not given.
 pub const SIZES: &[usize] = &[8, 64, 4096, 65536, 1 << 20];
 /// The only size at which the throughput is measured.
 pub const THROUGHPUT_SIZE: usize = 64;
-/// Spin of `pubsub.shm.spin`: far longer than any round trip, so a receive never parks.
-pub const LONG_SPIN: Duration = Duration::from_secs(1);
 
 /// Every pubsub entry, in table order.
 pub static ALL: &[Entry] = &[Entry::Ready(&BLOCK), Entry::Ready(&SPIN)];
