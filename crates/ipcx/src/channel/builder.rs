@@ -146,7 +146,8 @@ impl ChannelBuilder {
             Some(ns) => ns.clone(),
             None => Namespace::from_env()?,
         };
-        let limit = transport::limit(self.transport)? - HEADER_LEN;
+        // A limit below one header (a sysctl set absurdly low) carries no message at all.
+        let limit = transport::limit(self.transport)?.saturating_sub(HEADER_LEN);
         let max = match self.max_message {
             Some(m) if m > limit => {
                 return Err(ConnectError::TooLarge {

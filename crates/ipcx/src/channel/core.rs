@@ -203,9 +203,6 @@ impl Core {
         };
         match sent {
             Ok(()) => self.sent = seq,
-            Err(LinkError::FdsUnsupported) => {
-                return Err(SendError::FdsUnsupported { transport: self.transport })
-            }
             Err(LinkError::Timeout) if deadline == Deadline::Now => return Err(SendError::Full),
             Err(e) => return Err(self.send_failed(e)),
         }
@@ -391,6 +388,8 @@ impl Core {
     fn send_failed(&mut self, e: LinkError) -> SendError {
         match e {
             LinkError::Timeout => SendError::Timeout,
+            // Nothing was sent: the channel is as good as before.
+            LinkError::FdsUnsupported => SendError::FdsUnsupported { transport: self.transport },
             LinkError::TooLarge { len, max } => SendError::TooLarge {
                 len: len.saturating_sub(HEADER_LEN),
                 max: max.saturating_sub(HEADER_LEN),
@@ -403,10 +402,9 @@ impl Core {
                     LinkError::PeerGone => SendError::PeerGone,
                     LinkError::Broken(e) => SendError::Broken(e),
                     LinkError::Os { op, source } => SendError::Os { op, source },
-                    LinkError::FdsUnsupported => {
-                        SendError::FdsUnsupported { transport: self.transport }
+                    LinkError::Timeout | LinkError::TooLarge { .. } | LinkError::FdsUnsupported => {
+                        unreachable!("above")
                     }
-                    LinkError::Timeout | LinkError::TooLarge { .. } => unreachable!("above"),
                 }
             }
         }
