@@ -229,7 +229,10 @@ impl<T> Subscriber<T> {
             let ready = || pubs.iter_mut().any(Attached::ready);
             match bell.wait_until(ready, policy, Some(slice)) {
                 Ok(()) => {}
-                Err(WaitError::Timeout) => self.next_scan = Instant::now(),
+                // A whole slice without a message: look for new publishers now (a shorter
+                // wait, cut by the caller's timeout, leaves the rescan to its interval).
+                Err(WaitError::Timeout) if slice == WAIT_SLICE => self.next_scan = Instant::now(),
+                Err(WaitError::Timeout) => {}
                 // Nobody closes the bell; if someone did, poll in slices.
                 Err(WaitError::Closed) => std::thread::sleep(slice),
                 Err(WaitError::Os(e)) => return Err(RecvError::Wait(WaitError::Os(e))),
