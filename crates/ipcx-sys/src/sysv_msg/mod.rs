@@ -62,6 +62,9 @@ pub struct Status {
     pub last_send_pid: i32,
     /// Process that received last (`msg_lrpid`), 0 if none.
     pub last_recv_pid: i32,
+    /// Last change of the queue's settings, in seconds since the epoch (`msg_ctime`): set at
+    /// creation, so with the id it tells a queue from a later one that reused the id.
+    pub ctime: i64,
 }
 
 /// Options for opening or creating a System V message queue; see [`SysvMsgQueue::builder`].
@@ -195,6 +198,7 @@ impl SysvMsgQueue {
             max_bytes: ds.msg_qbytes,
             last_send_pid: ds.msg_lspid,
             last_recv_pid: ds.msg_lrpid,
+            ctime: ds.msg_ctime,
         })
     }
 

@@ -40,8 +40,8 @@ use crate::service::{CreateError, OpenOrCreateError, Service, ServiceBuilder};
 use crate::Namespace;
 
 pub(crate) use record::{
-    create_atomic, ensure_subdir, now_unix_ms, orphan_temp_files, random_u64, remove_file,
-    write_atomic, Layout,
+    create_atomic, ensure_subdir, now_unix_ms, orphan_temp_files, pid_alive, random_u64,
+    remove_file, write_atomic, Layout,
 };
 pub use record::{NodeId, NodeRecord, RECORD_FORMAT};
 pub(crate) use resource::read_list;

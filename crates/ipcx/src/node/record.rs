@@ -221,12 +221,18 @@ pub(crate) fn orphan_temp_files(dir: &Path) -> Vec<PathBuf> {
             else {
                 continue;
             };
-            if !Path::new("/proc").join(pid.to_string()).exists() {
+            if !pid_alive(pid) {
                 found.push(path);
             }
         }
     }
     found
+}
+
+/// Whether process `pid` exists (in our pid namespace). A reused pid reads as alive: callers
+/// use this only to leave things alone, never to touch a live process's objects.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    pid != 0 && Path::new("/proc").join(pid.to_string()).exists()
 }
 
 /// Replaces `path` atomically with `bytes` (temporary file, then rename).

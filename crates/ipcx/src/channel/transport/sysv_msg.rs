@@ -168,13 +168,10 @@ fn write_record(path: &Path, ctime: Option<u64>, pids: &[u32]) -> Result<(), Con
         .map_err(|e| ConnectError::os("recording the System V queue", e))
 }
 
-/// The `ctime` of queue `id` (`/proc/sysvipc/msg`), if it exists.
+/// The `ctime` of queue `id`, if it exists.
 fn queue_ctime(id: i32) -> Option<u64> {
-    let table = std::fs::read_to_string("/proc/sysvipc/msg").ok()?;
-    table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (f.get(1)?.parse::<i32>().ok()? == id).then(|| f.get(13)?.parse().ok()).flatten()
-    })
+    let status = SysvMsgQueue::open_id(id).ok()?.status().ok()?;
+    u64::try_from(status.ctime).ok()
 }
 
 /// Removes the recorded queues in namespace directory `dir` whose processes are all gone
@@ -190,10 +187,10 @@ pub(crate) fn sweep_orphan_queues(dir: &Path, dry_run: bool) -> Vec<i32> {
             continue;
         };
         let Ok(text) = std::fs::read_to_string(entry.path()) else { continue };
-        let mut fields = text.split_whitespace().map(str::parse::<u64>);
-        let Some(Ok(ctime)) = fields.next() else { continue };
-        let alive = |pid: u64| pid != 0 && Path::new("/proc").join(pid.to_string()).exists();
-        if fields.any(|pid| pid.map_or(true, alive)) {
+        let mut fields = text.split_whitespace();
+        let Some(Ok(ctime)) = fields.next().map(str::parse::<u64>) else { continue };
+        // An unreadable pid counts as alive: leave the queue alone.
+        if fields.any(|pid| pid.parse().map_or(true, crate::node::pid_alive)) {
             continue;
         }
         let ours = queue_ctime(id) == Some(ctime);
