@@ -49,6 +49,24 @@ pub struct WrongDirection {
     pub kind: Kind,
 }
 
+/// What a client did wrong, as the server's session sees it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientFault {
+    /// An envelope only a server sends.
+    #[error(transparent)]
+    WrongDirection(#[from] WrongDirection),
+    /// More requests queued than [`MAX_QUEUED`]: the client floods; our memory is not its
+    /// buffer.
+    #[error("the client has {queued} requests queued, more than a server keeps; the peer is broken: close the connection")]
+    Flood {
+        /// Requests queued.
+        queued: usize,
+    },
+}
+
+/// Most requests a server session keeps queued for one client.
+pub const MAX_QUEUED: usize = 1024;
+
 /// The events of one call not yet taken: the first inline, so a unary call allocates
 /// nothing; later ones (streams) in a queue.
 #[derive(Debug, Default)]
@@ -249,8 +267,11 @@ impl ServerSession {
 
     /// Takes in one envelope from the client, received at `now`. A Cancel removes a queued
     /// request, or marks the active one cancelled ([`is_cancelled`](Self::is_cancelled)).
-    pub fn handle(&mut self, env: Envelope<'_>, now: Instant) -> Result<(), WrongDirection> {
+    pub fn handle(&mut self, env: Envelope<'_>, now: Instant) -> Result<(), ClientFault> {
         match env.body {
+            Body::Request { .. } if self.queue.len() >= MAX_QUEUED => {
+                return Err(ClientFault::Flood { queued: self.queue.len() })
+            }
             Body::Request { deadline, payload } => {
                 let deadline = deadline.and_then(|d| now.checked_add(d));
                 let id = CallId(env.id);
@@ -264,7 +285,7 @@ impl ServerSession {
                     self.skipped += (before - self.queue.len()) as u64;
                 }
             },
-            _ => return Err(WrongDirection { kind: env.body.kind() }),
+            _ => return Err(WrongDirection { kind: env.body.kind() }.into()),
         }
         Ok(())
     }
@@ -348,6 +369,18 @@ mod tests {
         feed(&mut c, &reply(Body::Response(b"late"), ids[0]));
         feed(&mut c, &reply(Body::ResponseEnd, CallId(99)));
         assert_eq!(c.dropped(), 2, "responses to unknown or finished calls are dropped");
+    }
+
+    #[test]
+    fn a_flooding_client_is_a_fault() {
+        let now = Instant::now();
+        let mut s = ServerSession::new();
+        let req = |id: u64| Envelope { id, body: Body::Request { deadline: None, payload: b"" } };
+        for id in 0..MAX_QUEUED as u64 {
+            s.handle(req(id), now).unwrap();
+        }
+        let err = s.handle(req(MAX_QUEUED as u64), now).unwrap_err();
+        assert_eq!(err, ClientFault::Flood { queued: MAX_QUEUED });
     }
 
     #[test]
