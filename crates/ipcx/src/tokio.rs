@@ -105,6 +105,11 @@ impl AsyncChannel {
     /// Receives the next message.
     pub async fn recv(&mut self) -> Result<Vec<u8>, RecvError> {
         if self.read.is_empty() {
+            // What is there already needs no thread.
+            match self.lock().try_recv() {
+                Err(RecvError::Empty) => {}
+                r => return r,
+            }
             loop {
                 match self.blocking(|ch| ch.recv_timeout(BLOCKING_SLICE)).await {
                     Err(RecvError::Timeout) => continue,
@@ -132,6 +137,10 @@ impl AsyncChannel {
             return self.blocking(move |ch| ch.send(&msg)).await;
         }
         if self.write.is_empty() {
+            match self.lock().try_send(msg) {
+                Err(SendError::Full) => {}
+                r => return r,
+            }
             let msg = msg.to_vec();
             loop {
                 let m = msg.clone();
