@@ -207,6 +207,39 @@ fn waits_time_out_when_nobody_rings() {
 }
 
 #[test]
+fn waits_by_a_deadline_end_at_the_earlier_limit_never_early() {
+    let bell = Doorbell::init_in(HeapRegion::new(LEN), 0).unwrap();
+    let policies = [WaitPolicy::park_only(), WaitPolicy::default(), WaitPolicy::spin_only()];
+    for policy in policies {
+        // The deadline comes first.
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(20);
+        let r = bell.wait_until_by(|| false, policy, Some(LONG), Some(deadline));
+        assert!(matches!(r, Err(WaitError::Timeout)), "{policy:?}: {r:?}");
+        let took = start.elapsed();
+        assert!(Instant::now() >= deadline, "{policy:?}: ended early");
+        assert!(took < LONG / 2, "{policy:?}: the deadline was ignored ({took:?})");
+        // The timeout comes first.
+        let start = Instant::now();
+        let r = bell.wait_until_by(
+            || false,
+            policy,
+            Some(Duration::from_millis(20)),
+            Some(start + LONG),
+        );
+        assert!(matches!(r, Err(WaitError::Timeout)), "{policy:?}: {r:?}");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(20) && took < LONG / 2, "{policy:?}: {took:?}");
+        // A deadline already past: one look at the condition, then the timeout.
+        let past = Instant::now();
+        let r = bell.wait_until_by(|| false, policy, None, Some(past));
+        assert!(matches!(r, Err(WaitError::Timeout)), "{policy:?}: {r:?}");
+        bell.wait_until_by(|| true, policy, None, Some(past)).unwrap();
+    }
+    assert_eq!(bell.stats().waiters, 0);
+}
+
+#[test]
 fn threads_ping_pong_with_every_policy() {
     let region = Arc::new(HeapRegion::new(LEN));
     let a = Arc::new(Doorbell::init_in(Arc::clone(&region), BELL_A).unwrap());

@@ -122,7 +122,7 @@ impl<R: Region> EventfdDoorbell<R> {
         policy: WaitPolicy,
         timeout: Option<Duration>,
     ) -> Result<(), WaitError> {
-        wait_until(self.state(), &EventfdParker(&self.eventfd), ready, policy, timeout)
+        wait_until(self.state(), &EventfdParker(&self.eventfd), ready, policy, timeout, None)
     }
 
     /// For event loops: counts this waiter in (so rings write to the eventfd) until the

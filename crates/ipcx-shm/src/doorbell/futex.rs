@@ -1,7 +1,7 @@
 //! [`Doorbell`]: the futex doorbell.
 
 use std::ptr::NonNull;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipcx_sys::Errno;
 
@@ -84,13 +84,28 @@ impl<R: Region> Doorbell<R> {
     ///
     /// `timeout`: `None` waits forever, `Some(Duration::ZERO)` only checks (the `try_` form).
     /// Ends with [`WaitError::Closed`] once the doorbell is closed and `ready()` is false.
+    /// The clock is first read after some spin turns (see [`WaitPolicy`]): a wait that ends
+    /// sooner costs no clock read, and a timeout runs that much late, never early.
     pub fn wait_until(
         &self,
         ready: impl FnMut() -> bool,
         policy: WaitPolicy,
         timeout: Option<Duration>,
     ) -> Result<(), WaitError> {
-        wait_until(self.state(), &FutexParker, ready, policy, timeout)
+        wait_until(self.state(), &FutexParker, ready, policy, timeout, None)
+    }
+
+    /// Like [`wait_until`](Self::wait_until), but also gives up at `deadline`: for a wait
+    /// in slices (`timeout`) toward a deadline that reads no clock when `ready()` comes
+    /// during the first spin turns.
+    pub fn wait_until_by(
+        &self,
+        ready: impl FnMut() -> bool,
+        policy: WaitPolicy,
+        timeout: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitError> {
+        wait_until(self.state(), &FutexParker, ready, policy, timeout, deadline)
     }
 
     /// Closes the doorbell for good and wakes every waiter; their waits end with

@@ -476,19 +476,20 @@ pub(crate) trait Parker {
     ) -> Result<(), Errno>;
 }
 
-/// The waiter's side of the protocol, shared by both variants.
+/// The waiter's side of the protocol, shared by both variants: gives up `timeout` after it
+/// starts and never later than `deadline` (each `None`: no such limit).
 pub(crate) fn wait_until(
     state: &DoorbellState,
     parker: &impl Parker,
     mut ready: impl FnMut() -> bool,
     policy: WaitPolicy,
     timeout: Option<Duration>,
+    deadline: Option<Instant>,
 ) -> Result<(), WaitError> {
     if ready() {
         return Ok(());
     }
-    // A timeout too long to represent means none.
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut limits = Limits { timeout, deadline, end: None };
     let mut verdict = || {
         if ready() {
             Some(Ok(()))
@@ -498,25 +499,28 @@ pub(crate) fn wait_until(
             None
         }
     };
-    if let Some(v) = spin(&mut verdict, policy, deadline) {
+    if let Some(v) = spin(&mut verdict, policy, &mut limits) {
         return v;
     }
     loop {
         let snapshot = parker.snapshot(state);
         let ticket = state.announce();
-        let left = match (verdict(), deadline) {
-            (Some(v), _) => {
+        let left = match verdict() {
+            Some(v) => {
                 state.depart(ticket);
                 return v;
             }
-            (None, None) => None,
-            (None, Some(d)) => match d.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => Some(left),
-                _ => {
-                    state.depart(ticket);
-                    return Err(WaitError::Timeout);
+            None if !limits.bounded() => None,
+            None => {
+                let now = Instant::now();
+                match limits.end(now).and_then(|end| end.checked_duration_since(now)) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => {
+                        state.depart(ticket);
+                        return Err(WaitError::Timeout);
+                    }
                 }
-            },
+            }
         };
         state.parks.fetch_add(1, Ordering::Relaxed);
         let parked = parker.park(state, snapshot, left);
@@ -525,13 +529,47 @@ pub(crate) fn wait_until(
     }
 }
 
+/// When a wait gives up. The clock is read lazily: the wait starts at its first look at the
+/// clock (after [`CLOCK_EVERY`] spin turns at the latest), so a wait that ends within its
+/// first turns reads no clock at all, and a timeout runs a few turns late, never early.
+#[derive(Debug)]
+struct Limits {
+    timeout: Option<Duration>,
+    deadline: Option<Instant>,
+    /// The end, once the clock was read (`Some(None)`: no end).
+    end: Option<Option<Instant>>,
+}
+
+impl Limits {
+    /// Whether the wait has an end at all.
+    fn bounded(&self) -> bool {
+        self.timeout.is_some() || self.deadline.is_some()
+    }
+
+    /// The end, fixed at the first call (`now` is the start). A timeout too long to
+    /// represent means none.
+    fn end(&mut self, now: Instant) -> Option<Instant> {
+        let (timeout, deadline) = (self.timeout, self.deadline);
+        *self.end.get_or_insert_with(|| {
+            match (timeout.and_then(|t| now.checked_add(t)), deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        })
+    }
+
+    /// Whether the wait is over at `now`.
+    fn passed(&mut self, now: Instant) -> bool {
+        self.end(now).is_some_and(|end| now >= end)
+    }
+}
+
 /// The spin phase: `Some` when it decided the wait, `None` to go on and park.
 fn spin(
     verdict: &mut impl FnMut() -> Option<Result<(), WaitError>>,
     policy: WaitPolicy,
-    deadline: Option<Instant>,
+    limits: &mut Limits,
 ) -> Option<Result<(), WaitError>> {
-    let timed_out = |now: Instant| deadline.is_some_and(|d| now >= d);
     match policy.spin {
         Spin::Iterations(n) => {
             for _ in 0..n {
@@ -542,7 +580,8 @@ fn spin(
             }
         }
         Spin::For(d) => {
-            let end = Instant::now().checked_add(d);
+            // Fixed, like the limits, at the first look at the clock.
+            let mut spin_end: Option<Option<Instant>> = None;
             let mut turns = 0u32;
             loop {
                 spin_hint();
@@ -556,10 +595,10 @@ fn spin(
                     continue;
                 }
                 let now = Instant::now();
-                if timed_out(now) {
+                if limits.passed(now) {
                     return Some(Err(WaitError::Timeout));
                 }
-                if end.is_some_and(|e| now >= e) {
+                if spin_end.get_or_insert_with(|| now.checked_add(d)).is_some_and(|e| now >= e) {
                     break;
                 }
             }
@@ -568,13 +607,14 @@ fn spin(
     if policy.park {
         return None;
     }
+    let bounded = limits.bounded();
     let mut turns = 0u32;
     loop {
         if let Some(v) = verdict() {
             return Some(v);
         }
         turns = turns.wrapping_add(1);
-        if deadline.is_some() && turns % CLOCK_EVERY == 0 && timed_out(Instant::now()) {
+        if bounded && turns % CLOCK_EVERY == 0 && limits.passed(Instant::now()) {
             return Some(Err(WaitError::Timeout));
         }
         spin_hint();

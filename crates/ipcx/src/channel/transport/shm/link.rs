@@ -98,16 +98,23 @@ impl ShmLink {
         Ok(self.rx_data.is_closed() || peer_gone(&self.ctl)?)
     }
 
-    /// Waits until the incoming ring may hold a record: `Ok` means look again.
+    /// Waits until the incoming ring may hold a record: `Ok` means look again. Waits in
+    /// slices of [`PEER_CHECK_INTERVAL`] toward the deadline, checking on the peer between
+    /// them; a record that arrives during the first spin turns costs no clock read.
     #[cold]
     fn wait_data(&mut self, deadline: Deadline) -> Result<(), LinkError> {
         let mut policy = self.policy;
+        let until = match deadline {
+            Deadline::Now => None,
+            Deadline::At(t) => Some(Some(t)),
+            Deadline::Never => Some(None),
+        };
         loop {
-            let slice = deadline.slice(PEER_CHECK_INTERVAL);
-            if let Some(slice) = slice {
+            if let Some(until) = until {
                 let ShmLink { rx, rx_data, .. } = self;
                 // A corrupt ring counts as ready, so that `peek` reports it.
-                match rx_data.wait_until(|| rx.has_next().unwrap_or(true), policy, Some(slice)) {
+                let ready = || rx.has_next().unwrap_or(true);
+                match rx_data.wait_until_by(ready, policy, Some(PEER_CHECK_INTERVAL), until) {
                     Ok(()) => return Ok(()),
                     Err(WaitError::Timeout | WaitError::Closed) => {}
                     Err(WaitError::Os(e)) => {
@@ -123,7 +130,7 @@ impl ShmLink {
                     Ok(true) | Err(_) => Ok(()),
                 };
             }
-            if slice.is_none() {
+            if until.is_none() || deadline.expired() {
                 return Err(LinkError::Timeout);
             }
         }
