@@ -1,11 +1,13 @@
 //! Request/response across processes: typed round trips, many clients with several calls
 //! in flight, deadlines, streamed responses, a SIGKILLed server failing pending calls, and
-//! reconnecting after the server restarts; plus one call and one stream over every transport.
+//! reconnecting after the server restarts; unary handlers answering in place (the request
+//! read where it lies, errors, panics, oversized responses, requests queued behind a slow
+//! one); plus one call and one stream over every transport.
 
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ipcx::rpc::{CallError, RawRpcClient, RpcClient, RpcServer};
+use ipcx::rpc::{CallError, ErrorCode, Raw, RawRpcClient, RpcClient, RpcServer};
 use ipcx::{Channel, Namespace, Transport};
 use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name};
 use serde::{Deserialize, Serialize};
@@ -74,6 +76,12 @@ fn peer_main(role: &str, args: &[String]) {
             read_command();
             assert!(server.shutdown(Duration::from_secs(2)), "server threads end");
         }
+        "in-place" => {
+            let server = in_place_server(&ns);
+            signal("ready", "");
+            read_command();
+            assert!(server.shutdown(Duration::from_secs(2)), "server threads end");
+        }
         "client" => {
             let me: u32 = args[1].parse().unwrap();
             let calls: u32 = args[2].parse().unwrap();
@@ -94,6 +102,30 @@ fn peer_main(role: &str, args: &[String]) {
         }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Bytes service for the in-place tests: `slow:MS` answers `slow` after MS ms, `fail` fails,
+/// `panic` panics, `big` answers more than the channel carries; anything else comes back
+/// reversed.
+fn in_place_server(ns: &Namespace) -> ipcx::rpc::ServerHandle {
+    let builder = Channel::builder(SERVICE, Transport::Shm).namespace(ns.clone()).max_message(4096);
+    RpcServer::<Raw, Raw>::bind_with(builder).unwrap().serve_in_place(|req, out| {
+        assert!(out.is_empty(), "the response starts empty");
+        if let Some(ms) = req.strip_prefix(b"slow:") {
+            let ms = std::str::from_utf8(ms).ok().and_then(|m| m.parse().ok()).ok_or("bad ms")?;
+            thread::sleep(Duration::from_millis(ms));
+            out.extend_from_slice(b"slow");
+        } else if req == b"fail" {
+            return Err("asked to fail".to_owned());
+        } else if req == b"panic" {
+            panic!("asked to panic");
+        } else if req == b"big" {
+            out.resize(5000, 7);
+        } else {
+            out.extend(req.iter().rev());
+        }
+        Ok(())
+    })
 }
 
 /// A namespace of its own, removed (with whatever is in its directory) on drop.
@@ -254,4 +286,48 @@ fn every_transport_carries_calls_and_streams() {
         drop(c);
         assert!(server.shutdown(Duration::from_secs(2)), "{t}");
     }
+}
+
+#[test]
+fn unary_handlers_answer_in_place() {
+    let ns = Ns::new("rpc-inplace");
+    let mut server = peer("in-place").arg(ns.0.name()).spawn();
+    server.expect("ready");
+    let builder =
+        Channel::builder(SERVICE, Transport::Shm).namespace(ns.0.clone()).max_message(4096);
+    let mut c = RawRpcClient::connect_with(builder, LONG).unwrap();
+    // The response is handed over where it lies; what the closure returns comes back.
+    let got = c.call_in_place(b"abc", LONG, |resp| resp.to_vec()).unwrap();
+    assert_eq!(got, b"cba");
+    assert_eq!(c.call(b"hello", LONG).unwrap(), b"olleh");
+    // Failures become Error envelopes with their code, and the connection stays usable.
+    let remote = |e: CallError| match e {
+        CallError::Remote { code, message } => (code, message),
+        e => panic!("not a remote error: {e}"),
+    };
+    let (code, text) = remote(c.call(b"fail", LONG).unwrap_err());
+    assert_eq!((code, text.as_str()), (ErrorCode::Handler, "asked to fail"));
+    let (code, text) = remote(c.call(b"panic", LONG).unwrap_err());
+    assert_eq!((code, text.as_str()), (ErrorCode::Internal, "the handler panicked"));
+    let (code, text) = remote(c.call(b"big", LONG).unwrap_err());
+    assert_eq!(code, ErrorCode::Internal);
+    assert!(text.contains("5000 bytes") && text.contains("max_message"), "{text}");
+    // Requests behind a slow one are queued, then answered in order; collected in reverse.
+    let slow = c.start(b"slow:100", Some(LONG)).unwrap();
+    let queued: Vec<_> = (0..8u8).map(|i| (i, c.start(&[b'q', i], Some(LONG)).unwrap())).collect();
+    for (i, id) in queued.into_iter().rev() {
+        assert_eq!(c.wait_in_place(id, None, |r| r.to_vec()).unwrap(), [i, b'q']);
+    }
+    assert_eq!(c.wait(slow, None).unwrap(), b"slow");
+    // A call whose timeout is under a millisecond is still answered (its deadline hint is
+    // rounded up, not down to an expired 0 ms).
+    let id = c.start(b"xy", Some(Duration::from_micros(900))).unwrap();
+    match c.wait(id, None) {
+        Ok(r) => assert_eq!(r, b"yx"),
+        Err(e) => assert!(matches!(e, CallError::Timeout), "{e}"),
+    }
+    assert_eq!(c.call(b"after", LONG).unwrap(), b"retfa");
+    drop(c);
+    server.send("stop");
+    server.wait_success();
 }

@@ -123,7 +123,8 @@ impl<Req: Payload, Resp: Payload> RpcClient<Req, Resp> {
     /// deadline). [`CallError::Pending`] if `timeout` passed first: the call stays in flight.
     pub fn wait(&mut self, id: CallId, timeout: Option<Duration>) -> Result<Resp, CallError> {
         let until = timeout.and_then(|t| Instant::now().checked_add(t));
-        self.core.wait_unary(id, until)
+        let decode = |bytes: &[u8]| Resp::decode(bytes).map_err(CallError::Decode);
+        self.core.wait_unary(id, until, decode)
     }
 
     /// The response of call `id` if it is there now (after taking in whatever arrived).
@@ -209,6 +210,30 @@ impl RawRpcClient {
     /// Waits for a response (see [`RpcClient::wait`]).
     pub fn wait(&mut self, id: CallId, timeout: Option<Duration>) -> Result<Vec<u8>, CallError> {
         self.inner.wait(id, timeout).map(|Raw(v)| v)
+    }
+
+    /// Waits for the response of call `id` (see [`RpcClient::wait`]) and hands it to `f`
+    /// where it lies (on shm, in the ring: zero copy); returns what `f` returns.
+    pub fn wait_in_place<R>(
+        &mut self,
+        id: CallId,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, CallError> {
+        let until = timeout.and_then(|t| Instant::now().checked_add(t));
+        self.inner.core.wait_unary(id, until, |bytes| Ok(f(bytes)))
+    }
+
+    /// Sends `req` and hands its response to `f` where it lies (see
+    /// [`wait_in_place`](Self::wait_in_place)), all within `timeout`.
+    pub fn call_in_place<R>(
+        &mut self,
+        req: &[u8],
+        timeout: Duration,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R, CallError> {
+        let id = self.start(req, Some(timeout))?;
+        self.wait_in_place(id, None, f)
     }
 
     /// Takes a response if it is there (see [`RpcClient::poll`]).
@@ -361,21 +386,27 @@ impl Core {
         }
     }
 
-    /// A unary call's result, waiting until `until` (`None`: the call's deadline). The
-    /// direct path: the response to `id` is decoded straight from the channel's buffer,
-    /// with no event queued, when nothing else of that call is waiting.
-    fn wait_unary<Resp: Payload>(
+    /// A unary call's result, waiting until `until` (`None`: the call's deadline): its
+    /// response goes through `decode`. The direct path: the response to `id` is decoded
+    /// straight from the channel's buffer, with no event queued, when nothing else of that
+    /// call is waiting.
+    fn wait_unary<T>(
         &mut self,
         id: CallId,
         until: Option<Instant>,
-    ) -> Result<Resp, CallError> {
+        decode: impl FnOnce(&[u8]) -> Result<T, CallError>,
+    ) -> Result<T, CallError> {
+        let mut decode = Some(decode);
         // The first receive needs no clock: the channel gives up at the earliest deadline
         // by itself. Only after it returned empty-handed (a timeout, another call's
         // envelope) are deadlines checked against the clock.
         let mut first = true;
         loop {
             if let Some(event) = self.session.take(id) {
-                return self.unary(id, event);
+                return match self.unary(id, event)? {
+                    Some(p) => decode.take().map_or(Err(CallError::UnknownCall(id)), |f| f(&p)),
+                    None => Err(CallError::EmptyStream),
+                };
             }
             if !self.session.is_known(id) {
                 return Err(CallError::UnknownCall(id));
@@ -394,22 +425,26 @@ impl Core {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            if let Some(result) = self.recv_for(id, end, decode_unary::<Resp>) {
+            let last = |body: Body<'_>| match body {
+                Body::Response(p) => decode.take().map(|f| f(p)),
+                Body::Error { code, text } => {
+                    Some(Err(CallError::Remote { code, message: text.to_owned() }))
+                }
+                _ => Some(Err(CallError::EmptyStream)),
+            };
+            if let Some(Some(result)) = self.recv_for(id, end, last) {
                 return result;
             }
         }
     }
 
-    /// A unary call's result from its event.
-    fn unary<Resp: Payload>(&mut self, id: CallId, event: Event) -> Result<Resp, CallError> {
+    /// A unary call's response bytes (`None`: an empty stream) from its event.
+    fn unary(&mut self, id: CallId, event: Event) -> Result<Option<Vec<u8>>, CallError> {
         // A streaming handler may answer a plain call: take its first chunk, cancel the rest.
         if matches!(event, Event::Chunk(_)) && self.session.forget(id) {
             self.send_cancel(id);
         }
-        match outcome(event)? {
-            Some(p) => Resp::from_vec(p).map_err(CallError::Decode),
-            None => Err(CallError::EmptyStream),
-        }
+        outcome(event)
     }
 
     /// Takes in everything that is there now.
@@ -503,15 +538,6 @@ impl Core {
     fn die(&mut self) {
         self.gone = true;
         self.session.fail_all();
-    }
-}
-
-/// A unary call's result from its last envelope, decoded in place.
-fn decode_unary<Resp: Payload>(body: Body<'_>) -> Result<Resp, CallError> {
-    match body {
-        Body::Response(p) => Resp::decode(p).map_err(CallError::Decode),
-        Body::Error { code, text } => Err(CallError::Remote { code, message: text.to_owned() }),
-        _ => Err(CallError::EmptyStream),
     }
 }
 

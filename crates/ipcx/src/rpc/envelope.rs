@@ -170,7 +170,10 @@ impl Body<'_> {
 pub fn write_header(out: &mut Vec<u8>, kind: Kind, id: u64, deadline: Option<Duration>) {
     let deadline = deadline.filter(|_| kind == Kind::Request);
     let flags = if deadline.is_some() { FLAG_DEADLINE } else { 0 };
-    let ms = deadline.map_or(0, |d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
+    // Rounded up: a server that goes by the hint gives up a little late, never early (a
+    // call with 0.5 ms left is not "0 ms, expired").
+    let ms =
+        deadline.map_or(0, |d| u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX));
     out.extend_from_slice(&[VERSION, kind as u8, flags, 0]);
     out.extend_from_slice(&ms.to_le_bytes());
     out.extend_from_slice(&id.to_le_bytes());
@@ -296,6 +299,26 @@ mod tests {
             "version, kind, flags, reserved, deadline LE, id LE, body"
         );
         assert_eq!(decode(&out), Ok(env));
+    }
+
+    #[test]
+    fn deadline_hints_round_up_to_the_millisecond() {
+        let hint = |d: Duration| {
+            let mut out = Vec::new();
+            write_header(&mut out, Kind::Request, 1, Some(d));
+            match decode(&out).unwrap().body {
+                Body::Request { deadline, .. } => deadline,
+                body => panic!("{body:?}"),
+            }
+        };
+        assert_eq!(hint(Duration::from_micros(500)), Some(Duration::from_millis(1)));
+        assert_eq!(hint(Duration::from_millis(3)), Some(Duration::from_millis(3)));
+        assert_eq!(hint(Duration::from_nanos(3_000_001)), Some(Duration::from_millis(4)));
+        assert_eq!(hint(Duration::ZERO), Some(Duration::ZERO));
+        assert_eq!(
+            hint(Duration::from_secs(u64::MAX)),
+            Some(Duration::from_millis(u32::MAX.into()))
+        );
     }
 
     #[test]

@@ -17,6 +17,11 @@
 //! reports it within 20 ms on every transport and every pending call fails with
 //! [`CallError::ServerGone`]. docs/PROTOCOL.md section 10 is the wire description.
 //!
+//! Zero copy on shm: a unary server answers a request that finds nothing queued straight
+//! from the ring ([`RpcServer::serve`] decodes it there; [`RpcServer::serve_in_place`] hands
+//! the bytes to the handler), and [`RawRpcClient::wait_in_place`] /
+//! [`RawRpcClient::call_in_place`] hand the response over where it lies.
+//!
 //! The channel contract of an RPC service combines both message types (see
 //! [`rpc_contract`]): a client connects only to a server with the same request and response
 //! types.

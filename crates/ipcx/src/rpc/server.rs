@@ -3,7 +3,10 @@
 //!
 //! A client that dies only ends its own connection thread. Requests of one client are
 //! handled one after the other in arrival order (a client with several calls in flight gets
-//! its responses in that order); clients are served in parallel. Shutdown (an explicit
+//! its responses in that order); clients are served in parallel. A unary handler
+//! ([`serve`](RpcServer::serve), [`serve_in_place`](RpcServer::serve_in_place)) answers a
+//! request that finds nothing queued before it straight from the receive buffer (on shm, the
+//! ring itself): no copy of the request, no queue, no clock read. Shutdown (an explicit
 //! [`ServerHandle::shutdown`], the stop flag, or dropping the handle) stops accepting and ends
 //! every connection within about 50 ms once its handler returns; a handler stuck for good is
 //! left behind (detached) after the bounded wait.
@@ -17,8 +20,8 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::envelope::{self, Body, Envelope, ErrorCode, Kind, HEADER_LEN};
-use super::session::{CallId, ServerSession};
-use super::{rpc_contract, BindError, Payload};
+use super::session::{CallId, Queued, ServerSession};
+use super::{rpc_contract, BindError, Payload, Raw};
 use crate::channel::{
     AcceptError, Channel, ChannelBuilder, Listener, RecvError, SendError, SendMode,
 };
@@ -33,11 +36,30 @@ pub const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 /// How often blocked server threads look at the stop flag.
 const SLICE: Duration = Duration::from_millis(50);
 
-/// The handler every connection thread runs (unary handlers are wrapped into this form).
+/// A streaming handler.
 type HandlerFn<Req, Resp> =
     dyn Fn(Req, &mut Responder<'_, Resp>) -> Result<(), String> + Send + Sync;
-/// A shared [`HandlerFn`].
-type Handler<Req, Resp> = Arc<HandlerFn<Req, Resp>>;
+/// Why a unary handler failed: the Error envelope's code and text.
+type Failure = (ErrorCode, String);
+/// A unary handler on encoded bytes: appends the encoded response to `out`.
+type UnaryFn = dyn Fn(&[u8], &mut Vec<u8>) -> Result<(), Failure> + Send + Sync;
+
+/// What every connection thread runs.
+enum Handler<Req: Payload, Resp: Payload> {
+    /// One response per request, answered in place when nothing is queued.
+    Unary(Arc<UnaryFn>),
+    /// Any number of responses per request, through a [`Responder`].
+    Stream(Arc<HandlerFn<Req, Resp>>),
+}
+
+impl<Req: Payload, Resp: Payload> Clone for Handler<Req, Resp> {
+    fn clone(&self) -> Self {
+        match self {
+            Handler::Unary(f) => Handler::Unary(f.clone()),
+            Handler::Stream(f) => Handler::Stream(f.clone()),
+        }
+    }
+}
 
 /// A bound RPC service, not serving yet: start it with [`serve`](Self::serve) or
 /// [`serve_stream`](Self::serve_stream).
@@ -93,12 +115,13 @@ impl<Req: Payload, Resp: Payload> RpcServer<Req, Resp> {
     where
         F: Fn(Req) -> Result<Resp, String> + Send + Sync + 'static,
     {
-        self.serve_stream(move |req, responder| {
-            let resp = handler(req)?;
-            // A failed reply (client gone, cancelled) only concerns that client.
-            let _ = responder.reply(&resp);
-            Ok(())
-        })
+        let unary = move |bytes: &[u8], out: &mut Vec<u8>| {
+            let req = Req::decode(bytes).map_err(|e| (ErrorCode::BadRequest, e.to_string()))?;
+            let resp = handler(req).map_err(|text| (ErrorCode::Handler, text))?;
+            resp.encode(out)
+                .map_err(|e| (ErrorCode::Internal, format!("cannot encode the response: {e}")))
+        };
+        self.start(Handler::Unary(Arc::new(unary)))
     }
 
     /// Serves every client with a streaming `handler`: it sends any number of chunks with
@@ -108,7 +131,11 @@ impl<Req: Payload, Resp: Payload> RpcServer<Req, Resp> {
     where
         F: Fn(Req, &mut Responder<'_, Resp>) -> Result<(), String> + Send + Sync + 'static,
     {
-        let handler: Handler<Req, Resp> = Arc::new(handler);
+        self.start(Handler::Stream(Arc::new(handler)))
+    }
+
+    /// Starts the accept thread.
+    fn start(self, handler: Handler<Req, Resp>) -> ServerHandle {
         let stop = Arc::new(AtomicBool::new(false));
         let conns = Arc::new(Mutex::new(Vec::new()));
         let path = self.listener.path().to_owned();
@@ -140,6 +167,22 @@ impl<Req: Payload, Resp: Payload> RpcServer<Req, Resp> {
             thread::sleep(Duration::from_millis(10));
         }
         handle.shutdown(DEFAULT_SHUTDOWN_WAIT)
+    }
+}
+
+impl RpcServer<Raw, Raw> {
+    /// Serves every client with a `handler` that reads the request where it lies (on shm, in
+    /// the ring: zero copy) and appends its response to `out` (empty at the call); the
+    /// response is sent when it returns. An `Err(text)` becomes a
+    /// [`CallError::Remote`](super::CallError::Remote) at the client. Returns at once.
+    pub fn serve_in_place<F>(self, handler: F) -> ServerHandle
+    where
+        F: Fn(&[u8], &mut Vec<u8>) -> Result<(), String> + Send + Sync + 'static,
+    {
+        let unary = move |req: &[u8], out: &mut Vec<u8>| {
+            handler(req, out).map_err(|text| (ErrorCode::Handler, text))
+        };
+        self.start(Handler::Unary(Arc::new(unary)))
     }
 }
 
@@ -236,7 +279,7 @@ fn accept_loop<Req: Payload, Resp: Payload>(
                 let (handler, stop) = (handler.clone(), stop.clone());
                 let spawned = thread::Builder::new()
                     .name("ipcx-rpc-conn".into())
-                    .spawn(move || serve_connection(ch, &*handler, &stop));
+                    .spawn(move || serve_connection(ch, &handler, &stop));
                 match spawned {
                     Ok(h) => {
                         let mut conns = lock(&conns);
@@ -258,102 +301,183 @@ fn accept_loop<Req: Payload, Resp: Payload>(
 /// Serves one client until it leaves, breaks the protocol, or the server stops.
 fn serve_connection<Req: Payload, Resp: Payload>(
     ch: Channel,
-    handler: &HandlerFn<Req, Resp>,
+    handler: &Handler<Req, Resp>,
     stop: &AtomicBool,
 ) {
     let mut conn = Conn {
         ch,
         session: ServerSession::new(),
         buf: Vec::new(),
+        body: Vec::new(),
         gone: false,
-        received: None,
         clock: Instant::now(),
+    };
+    let unary = match handler {
+        Handler::Unary(f) => Some(&**f),
+        Handler::Stream(_) => None,
     };
     while !conn.gone && !stop.load(Ordering::Relaxed) {
         if conn.session.queued() == 0 {
             // Wakes up at least every SLICE to look at `stop` (earlier when the clock is
-            // stale: then it is read again).
-            if !conn.take_in_until(conn.clock + SLICE) {
-                conn.clock = Instant::now();
+            // stale: then it is read again). A request answered in place is sent here.
+            match conn.take_in_until(conn.clock + SLICE, unary) {
+                Some(Took::Answered) => {
+                    let _ = conn.send_buf(stop);
+                }
+                Some(Took::Queued) => {}
+                None => conn.clock = Instant::now(),
             }
             continue;
         }
-        // Right after a receipt its time is still "now": one clock read per request.
-        let now = conn.received.take().unwrap_or_else(Instant::now);
-        let Some(q) = conn.session.next(now) else { continue };
-        let mut r = Responder {
-            conn: &mut conn,
-            id: q.id,
-            deadline: q.deadline,
-            state: State::Open,
-            stop,
-            _type: PhantomData,
-        };
-        let outcome = match Req::from_vec(q.payload) {
-            Err(e) => Err((ErrorCode::BadRequest, e.to_string())),
-            Ok(req) => match catch_unwind(AssertUnwindSafe(|| handler(req, &mut r))) {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(text)) => Err((ErrorCode::Handler, text)),
-                Err(_) => Err((ErrorCode::Internal, "the handler panicked".to_owned())),
-            },
-        };
-        if !(r.state == State::Ended || r.conn.gone || r.conn.session.is_cancelled(r.id)) {
-            let _ = match outcome {
-                Ok(()) => r.end(),
-                Err((code, text)) => r.fail(code, &text),
-            };
+        // A queued request waited behind others: it may have expired meanwhile.
+        let Some(q) = conn.session.next(Instant::now()) else { continue };
+        match handler {
+            Handler::Unary(f) => {
+                let max = conn.ch.max_message();
+                answer(&mut conn.buf, &mut conn.body, q.id, &q.payload, &**f, max);
+                let _ = conn.send_buf(stop);
+            }
+            Handler::Stream(handler) => stream(&mut conn, q, &**handler, stop),
         }
         conn.session.finish();
-        conn.received = None;
     }
+}
+
+/// Handles request `q` with a streaming handler.
+fn stream<Req: Payload, Resp: Payload>(
+    conn: &mut Conn,
+    q: Queued,
+    handler: &HandlerFn<Req, Resp>,
+    stop: &AtomicBool,
+) {
+    let mut r = Responder {
+        conn,
+        id: q.id,
+        deadline: q.deadline,
+        state: State::Open,
+        stop,
+        _type: PhantomData,
+    };
+    let outcome = match Req::from_vec(q.payload) {
+        Err(e) => Err((ErrorCode::BadRequest, e.to_string())),
+        Ok(req) => match catch_unwind(AssertUnwindSafe(|| handler(req, &mut r))) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(text)) => Err((ErrorCode::Handler, text)),
+            Err(_) => Err((ErrorCode::Internal, "the handler panicked".to_owned())),
+        },
+    };
+    if !(r.state == State::Ended || r.conn.gone || r.conn.session.is_cancelled(r.id)) {
+        let _ = match outcome {
+            Ok(()) => r.end(),
+            Err((code, text)) => r.fail(code, &text),
+        };
+    }
+}
+
+/// Runs a unary handler on request `id`, its response going to `body` (cleared first), and
+/// leaves the whole response envelope (or an Error envelope) in `out`. `max` is the largest
+/// message the channel sends.
+fn answer(
+    out: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+    id: CallId,
+    req: &[u8],
+    handler: &UnaryFn,
+    max: usize,
+) {
+    body.clear();
+    let failure = match catch_unwind(AssertUnwindSafe(|| handler(req, body))) {
+        Ok(Ok(())) if body.len() + HEADER_LEN <= max => {
+            out.clear();
+            envelope::write_header(out, Kind::Response, id.0, None);
+            out.extend_from_slice(body);
+            return;
+        }
+        Ok(Ok(())) => {
+            let len = body.len();
+            let max = max.saturating_sub(HEADER_LEN);
+            let text = format!(
+                "the response of {len} bytes exceeds the channel's limit of {max} bytes; raise \
+                 max_message on both sides"
+            );
+            (ErrorCode::Internal, text)
+        }
+        Ok(Err(failure)) => failure,
+        Err(_) => (ErrorCode::Internal, "the handler panicked".to_owned()),
+    };
+    write_error(out, id, failure.0, &failure.1, max);
+}
+
+/// Leaves an Error envelope for call `id` in `out`, its text cut to fit `max` bytes.
+fn write_error(out: &mut Vec<u8>, id: CallId, code: ErrorCode, text: &str, max: usize) {
+    let room = max.saturating_sub(HEADER_LEN + 2);
+    let mut cut = text.len().min(room);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    out.clear();
+    envelope::encode(&Envelope { id: id.0, body: Body::Error { code, text: &text[..cut] } }, out);
 }
 
 /// One connection's channel and session.
 struct Conn {
     ch: Channel,
     session: ServerSession,
+    /// The envelope being sent.
     buf: Vec<u8>,
+    /// A unary handler's response, before it goes into `buf`.
+    body: Vec<u8>,
     gone: bool,
-    /// When the last envelope was taken in, if nothing was handled since.
-    received: Option<Instant>,
-    /// The last clock reading (a receipt, or the end of an idle wait).
+    /// The last clock reading (the end of an idle wait, or a request queued).
     clock: Instant,
 }
 
+/// What a receive did with the envelope it brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Took {
+    /// A request, answered in place: the response is in the connection's buffer.
+    Answered,
+    /// Taken into the session (queued, or a cancel).
+    Queued,
+}
+
 /// What one receive of a connection returned.
-type Took = Result<Result<(), String>, RecvError>;
+type Got = Result<Result<Took, String>, RecvError>;
 
 impl Conn {
-    /// Receives at most one envelope, waiting at most `timeout`; whether one came.
+    /// Receives at most one envelope into the session, waiting at most `timeout`; whether one
+    /// came.
     fn take_in(&mut self, timeout: Option<Duration>) -> bool {
-        let (session, received, clock) = (&mut self.session, &mut self.received, &mut self.clock);
-        let got = self.ch.recv_in_place(timeout, |bytes| take(session, received, clock, bytes));
-        self.took(got)
+        let Conn { session, clock, .. } = self;
+        let got = self.ch.recv_in_place(timeout, |bytes| take(session, clock, None, bytes));
+        self.took(got).is_some()
     }
 
-    /// [`take_in`](Self::take_in) until `deadline`.
-    fn take_in_until(&mut self, deadline: Instant) -> bool {
-        let (session, received, clock) = (&mut self.session, &mut self.received, &mut self.clock);
-        let got = self
-            .ch
-            .recv_in_place_until(Some(deadline), |bytes| take(session, received, clock, bytes));
+    /// Receives at most one envelope, waiting until `deadline`: a request that finds nothing
+    /// queued is answered in place by `unary` (if given), anything else goes to the session.
+    fn take_in_until(&mut self, deadline: Instant, unary: Option<&UnaryFn>) -> Option<Took> {
+        let max = self.ch.max_message();
+        let Conn { session, clock, buf, body, .. } = self;
+        let unary = unary.map(|f| Answer { handler: f, out: buf, body, max });
+        let got =
+            self.ch.recv_in_place_until(Some(deadline), |bytes| take(session, clock, unary, bytes));
         self.took(got)
     }
 
     /// Whether a receive brought an envelope; marks the connection gone if it ended.
-    fn took(&mut self, got: Took) -> bool {
+    fn took(&mut self, got: Got) -> Option<Took> {
         match got {
-            Ok(Ok(())) => true,
+            Ok(Ok(took)) => Some(took),
             Ok(Err(bad)) => {
                 tracing::warn!(error = %bad, "rpc client broke the protocol; closing its connection");
                 self.gone = true;
-                false
+                None
             }
-            Err(RecvError::Timeout | RecvError::Empty) => false,
+            Err(RecvError::Timeout | RecvError::Empty) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "rpc client left");
                 self.gone = true;
-                false
+                None
             }
         }
     }
@@ -381,17 +505,35 @@ impl Conn {
     }
 }
 
-/// Decodes one envelope from the client into the session, noting when it came.
+/// How [`take`] answers a request in place (see [`answer`]).
+struct Answer<'a> {
+    handler: &'a UnaryFn,
+    out: &'a mut Vec<u8>,
+    body: &'a mut Vec<u8>,
+    max: usize,
+}
+
+/// Decodes one envelope from the client: a request that finds nothing queued is answered
+/// with `unary`, if given; anything else goes into the session, stamped with the time it
+/// came (read only then).
 fn take(
     session: &mut ServerSession,
-    received: &mut Option<Instant>,
     clock: &mut Instant,
+    unary: Option<Answer<'_>>,
     bytes: &[u8],
-) -> Result<(), String> {
+) -> Result<Took, String> {
     let env = envelope::decode(bytes).map_err(|e| e.to_string())?;
+    if let (Some(a), Body::Request { payload, .. }) = (unary, env.body) {
+        // It has just come and nothing is ahead of it: its deadline has not passed.
+        if session.queued() == 0 {
+            answer(a.out, a.body, CallId(env.id), payload, a.handler, a.max);
+            return Ok(Took::Answered);
+        }
+    }
     let now = Instant::now();
-    (*received, *clock) = (Some(now), now);
-    session.handle(env, now).map_err(|e| e.to_string())
+    *clock = now;
+    session.handle(env, now).map_err(|e| e.to_string())?;
+    Ok(Took::Queued)
 }
 
 /// Where a response stands.
@@ -459,14 +601,7 @@ impl<Resp: Payload> Responder<'_, Resp> {
         if self.state == State::Ended {
             return Err(RespondError::Ended);
         }
-        let room = self.conn.ch.max_message().saturating_sub(HEADER_LEN + 2);
-        let mut cut = text.len().min(room);
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        self.conn.buf.clear();
-        let env = Envelope { id: self.id.0, body: Body::Error { code, text: &text[..cut] } };
-        envelope::encode(&env, &mut self.conn.buf);
+        write_error(&mut self.conn.buf, self.id, code, text, self.conn.ch.max_message());
         self.state = State::Ended;
         self.conn.send_buf(self.stop)
     }

@@ -1,16 +1,24 @@
 //! The `rpc.*` entries: request/response round trips through [`ipcx::rpc`] between two
 //! processes, in the same run as the `shm.*` rows they are held to.
 //!
-//! | entry | receive | held to (see [`targets`](super::targets)) |
-//! |---|---|---|
-//! | `rpc.shm` | parks at once (`.spin(Duration::ZERO)`) | — |
-//! | `rpc.shm.spin` | busy-polls ([`LONG_SPIN`](super::chan::LONG_SPIN)) | round trip ≤ 2.2 × `shm.spin` one-way p50 |
+//! | entry | receive | payload | held to (see [`targets`](super::targets)) |
+//! |---|---|---|---|
+//! | `rpc.shm` | parks at once (`.spin(Duration::ZERO)`) | in place | — |
+//! | `rpc.shm.spin` | busy-polls ([`LONG_SPIN`](super::chan::LONG_SPIN)) | in place | round trip ≤ 2.2 × `shm.spin` one-way p50 |
+//! | `rpc.shm.spin.copy` | busy-polls | copied in and out | — |
 //!
-//! The bench process is the client ([`RawRpcClient`]: `start` then `wait`, the request and
-//! the echoed response of the row's size); the peer process binds an [`RpcServer`] echoing
-//! raw bytes in a fresh namespace the bench names (the `--rendezvous`), so a round trip
-//! crosses the server's accept-and-connection-thread design exactly as an application's
-//! does. Like every entry, a row shows half the round trip; the target doubles it back.
+//! The bench process is the client ([`RawRpcClient`]: `start`, then `wait_in_place`, or
+//! `wait` for `.copy`, for a request and a response of the row's size); the peer process
+//! binds an [`RpcServer`] in a fresh namespace the bench names (the `--rendezvous`), so a
+//! round trip crosses the server's accept-and-connection-thread design exactly as an
+//! application's does. In place is the rpc form of `shm.spin`'s zero copy: the server's
+//! handler ([`RpcServer::serve_in_place`]) gets the request where it lies in the ring and
+//! answers a response of the same size without reading it, and the client looks at the
+//! response's length only; the ring records (headers, envelope) cross between the processes,
+//! the payload bytes are not read by the other side. `.copy` is the everyday form: the server
+//! echoes the request (`serve`, which takes the request as an owned `Vec`) and the client
+//! takes the response as a `Vec`. Like every entry, a row shows half the round trip; the
+//! target doubles it back.
 //! The peer's harness loop only counts the requests the server handled (it polls a counter
 //! every [`POLL`], off the measured path). Latency only, no throughput row.
 
@@ -40,16 +48,20 @@ const POLL: Duration = Duration::from_millis(2);
 const ENVELOPE: usize = ipcx::rpc::envelope::HEADER_LEN;
 
 /// Every rpc entry.
-pub static ALL: &[Entry] = &[Entry::Ready(&SHM), Entry::Ready(&SHM_SPIN)];
+pub static ALL: &[Entry] =
+    &[Entry::Ready(&SHM), Entry::Ready(&SHM_SPIN), Entry::Ready(&SHM_SPIN_COPY)];
 
-static SHM: Rpc = Rpc { name: "rpc.shm", spin: Duration::ZERO };
-static SHM_SPIN: Rpc = Rpc { name: "rpc.shm.spin", spin: LONG_SPIN };
+static SHM: Rpc = Rpc { name: "rpc.shm", spin: Duration::ZERO, copy: false };
+static SHM_SPIN: Rpc = Rpc { name: "rpc.shm.spin", spin: LONG_SPIN, copy: false };
+static SHM_SPIN_COPY: Rpc = Rpc { name: "rpc.shm.spin.copy", spin: LONG_SPIN, copy: true };
 
-/// One rpc entry: a name and the receive spin of both sides.
+/// One rpc entry: a name, the receive spin of both sides, and whether the payload is copied
+/// (an echo through `Vec`s) or handled in place.
 #[derive(Debug)]
 struct Rpc {
     name: &'static str,
     spin: Duration,
+    copy: bool,
 }
 
 impl Rpc {
@@ -81,10 +93,11 @@ impl Floor for Rpc {
         let scratch = Scratch::new()?;
         let rendezvous = scratch.ns.name().to_owned();
         let builder = self.builder(&scratch.ns, size);
+        let copy = self.copy;
         let channel = Channel::connect_with(move |_peer| {
             let client = RawRpcClient::connect_with(builder, CONNECT_WITHIN)
                 .context("cannot connect to the peer's rpc server")?;
-            Ok(Box::new(ClientEnd { client, call: None, _scratch: scratch }))
+            Ok(Box::new(ClientEnd { client, copy, call: None, _scratch: scratch }))
         });
         Ok(channel.rendezvous(rendezvous))
     }
@@ -94,12 +107,20 @@ impl Floor for Rpc {
         let handled = Arc::new(AtomicU64::new(0));
         let count = handled.clone();
         let server = RpcServer::<Raw, Raw>::bind_with(self.builder(&ns, size))
-            .context("cannot bind the rpc server")?
-            .serve(move |req| {
-                // SYNC: none needed; the harness loop only needs the count eventually.
+            .context("cannot bind the rpc server")?;
+        // SYNC (both handlers): none needed; the harness loop only needs the count eventually.
+        let server = if self.copy {
+            server.serve(move |req| {
                 count.fetch_add(1, Ordering::Relaxed);
                 Ok(req)
-            });
+            })
+        } else {
+            server.serve_in_place(move |req, out| {
+                count.fetch_add(1, Ordering::Relaxed);
+                out.resize(req.len(), 0);
+                Ok(())
+            })
+        };
         Ok(Box::new(ServerEnd { _server: server, handled, seen: 0 }))
     }
 }
@@ -129,6 +150,7 @@ impl Drop for Scratch {
 #[derive(Debug)]
 struct ClientEnd {
     client: RawRpcClient,
+    copy: bool,
     call: Option<CallId>,
     _scratch: Scratch,
 }
@@ -141,9 +163,13 @@ impl Endpoint for ClientEnd {
 
     fn recv(&mut self, buf: &mut [u8]) -> Result<u64> {
         let Some(id) = self.call.take() else { bail!("a response awaited without a call") };
-        let resp = self.client.wait(id, None).context("call failed")?;
-        if resp.len() != buf.len() {
-            bail!("a response of {} bytes to a {}-byte request", resp.len(), buf.len());
+        let len = if self.copy {
+            self.client.wait(id, None).context("call failed")?.len()
+        } else {
+            self.client.wait_in_place(id, None, <[u8]>::len).context("call failed")?
+        };
+        if len != buf.len() {
+            bail!("a response of {len} bytes to a {}-byte request", buf.len());
         }
         Ok(1)
     }
