@@ -210,6 +210,15 @@ impl FrameHeader {
     }
 }
 
+/// The length of the frame at the start of `bytes` (header and payload) as its header
+/// declares it, without validating anything else; `None` if `bytes` is shorter than a
+/// header. For links that carry frames in padded records.
+pub fn declared_len(bytes: &[u8]) -> Option<usize> {
+    let b = bytes.first_chunk::<HEADER_LEN>()?;
+    let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
+    usize::try_from(len).ok()?.checked_add(HEADER_LEN)
+}
+
 /// Appends a whole frame (header and payload) to `out` and returns its header.
 pub fn encode_frame(
     kind: FrameKind,

@@ -60,7 +60,8 @@ pub(super) struct Layout {
 impl Layout {
     /// The layout for frames of at most `max_frame` bytes (at most [`super::LIMIT`]).
     pub(super) fn new(max_frame: usize) -> Layout {
-        let record = record::record_size(max_frame as u64).unwrap_or(u64::MAX);
+        let padded = super::link::record_payload(max_frame) as u64;
+        let record = record::record_size(padded).unwrap_or(u64::MAX);
         let fits = record.saturating_mul(2).next_power_of_two();
         let capacity = record
             .saturating_mul(RECORDS_PER_LAP)
@@ -168,7 +169,8 @@ mod tests {
         assert_eq!(default.capacity, 2 << 20);
         for max in [1, 4096, 1 << 20, (8 << 20) + 24, super::super::LIMIT] {
             let l = Layout::new(max);
-            assert!(ipcx_shm::ring::max_payload(l.capacity) >= max as u64, "{max}");
+            let padded = super::super::link::record_payload(max) as u64;
+            assert!(ipcx_shm::ring::max_payload(l.capacity) >= padded, "{max}");
             assert!(l.capacity <= MAX_CAPACITY, "{max}");
             assert!(l.span as u64 >= spsc::required_size(l.capacity));
         }

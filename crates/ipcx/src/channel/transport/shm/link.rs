@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipcx_shm::record;
 use ipcx_shm::ring::spsc::{Consumer, Producer};
 use ipcx_shm::ring::ClaimError;
 use ipcx_shm::{Doorbell, MappedRegion, WaitError, WaitPolicy};
@@ -12,12 +13,39 @@ use super::layout::{handshake, Dir, Layout};
 use crate::channel::error::ConnectError;
 use crate::channel::link::{Deadline, LinkError, LinkOps, PEER_CHECK_INTERVAL};
 use crate::channel::transport::control::peer_gone;
+use crate::frame;
 
 type Region = Arc<MappedRegion>;
 
 /// Longest park of a send waiting for room: bounds the delay of a wake-up the consumer's
 /// fence-free check can miss (see the module docs).
 const ROOM_SLICE: Duration = Duration::from_millis(1);
+
+/// Records are whole cache lines of this many bytes (see [`record_payload`]).
+const LINE: usize = 64;
+
+/// The record payload that carries a frame of `frame` bytes: padded so that the record
+/// (8-byte header included) fills whole cache lines. Every record then starts on a line, and
+/// the headers a receiver reads first (record, frame, and an rpc envelope: 48 bytes) never
+/// straddle two lines, which would cost a second cache miss per message. Saturates at
+/// `usize::MAX` (more than any ring carries) if that overflows.
+pub(super) fn record_payload(frame: usize) -> usize {
+    let header = record::HEADER as usize;
+    frame
+        .checked_add(header)
+        .and_then(|n| n.checked_next_multiple_of(LINE))
+        .map_or(usize::MAX, |n| n - header)
+}
+
+/// The frame inside a record's payload: the bytes up to the end the frame header declares,
+/// when the rest is exactly the padding [`record_payload`] adds; otherwise all of them, which
+/// the channel core then refuses (length mismatch).
+fn frame_in(record: &[u8]) -> &[u8] {
+    match frame::declared_len(record) {
+        Some(len) if len <= record.len() && record_payload(len) == record.len() => &record[..len],
+        _ => record,
+    }
+}
 
 /// The data path of one `shm` connection.
 pub(crate) struct ShmLink {
@@ -65,10 +93,11 @@ impl ShmLink {
         let bell = |off: usize| Doorbell::attach(r(), base + off).map_err(handshake);
         let tx = Producer::attach(r(), base + layout.ring(out)).map_err(handshake)?;
         let rx = Consumer::attach(r(), base + layout.ring(inc)).map_err(handshake)?;
-        if tx.max_payload() < max_frame as u64 {
+        if tx.max_payload() < record_payload(max_frame) as u64 {
             let why = format!(
-                "the shm ring carries frames of at most {} bytes, not {max_frame}",
-                tx.max_payload()
+                "the shm ring carries records of at most {} bytes, not {} (frames of {max_frame})",
+                tx.max_payload(),
+                record_payload(max_frame)
             );
             return Err(ConnectError::Handshake(why.into()));
         }
@@ -191,9 +220,11 @@ impl LinkOps for ShmLink {
         if self.rx_data.is_closed() {
             return Err(LinkError::PeerGone);
         }
+        let padded = record_payload(len);
         loop {
-            match self.tx.claim(len) {
+            match self.tx.claim(padded) {
                 Ok(mut claim) => {
+                    // The padding after the frame keeps whatever an earlier record left there.
                     let mut at = claim.bytes();
                     for part in parts {
                         let (dst, rest) = at.split_at_mut(part.len());
@@ -203,7 +234,7 @@ impl LinkOps for ShmLink {
                     claim.commit();
                     break;
                 }
-                Err(ClaimError::Full) => self.wait_room(len, deadline)?,
+                Err(ClaimError::Full) => self.wait_room(padded, deadline)?,
                 Err(ClaimError::TooLarge { len, max }) => {
                     return Err(LinkError::TooLarge { len, max: max as usize })
                 }
@@ -218,7 +249,7 @@ impl LinkOps for ShmLink {
         loop {
             let ShmLink { rx, rx_space, .. } = self;
             if let Some(record) = rx.peek().map_err(LinkError::broken)? {
-                let r = f(record.bytes());
+                let r = f(frame_in(record.bytes()));
                 record.release();
                 // No fence here (it would cost every receive): a sender that announced
                 // itself just now may be missed, and then finds room after its ROOM_SLICE.
@@ -238,5 +269,47 @@ impl Drop for ShmLink {
         // waits for room, at once: both find their doorbell closed.
         let _ = self.tx_data.close();
         let _ = self.rx_space.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
+
+    #[test]
+    fn records_fill_whole_cache_lines() {
+        for (frame, payload) in [(0, 56), (24, 56), (56, 56), (57, 120), (112, 120), (121, 184)] {
+            assert_eq!(record_payload(frame), payload, "{frame}");
+            assert_eq!((payload + record::HEADER as usize) % LINE, 0);
+        }
+        assert_eq!(record_payload(usize::MAX - 1), usize::MAX, "saturates");
+    }
+
+    #[test]
+    fn the_frame_is_cut_from_its_padding_and_bad_padding_is_left_to_the_core() {
+        let frame = |len: u32| {
+            let header =
+                FrameHeader { kind: FrameKind::Data, flags: FrameFlags::NONE, len, crc: 0, seq: 1 };
+            let mut bytes = header.encode().to_vec();
+            bytes.resize(HEADER_LEN + len as usize, 0xAB);
+            bytes
+        };
+        let mut record = frame(40);
+        record.resize(record_payload(record.len()), 0);
+        assert_eq!(record.len(), 120);
+        assert_eq!(frame_in(&record), &frame(40)[..]);
+        // An exact record (no padding at all) is padded wrongly unless it is a whole line.
+        let exact = frame(40);
+        assert_eq!(frame_in(&exact).len(), exact.len());
+        // Too much padding, a length past the record, a short record: handed over whole.
+        let mut long = record.clone();
+        long.resize(record.len() + LINE, 0);
+        assert_eq!(frame_in(&long).len(), long.len());
+        let mut lying = frame(40);
+        lying[8] = 200;
+        lying.resize(120, 0);
+        assert_eq!(frame_in(&lying).len(), 120);
+        assert_eq!(frame_in(&[1, 2, 3]), &[1, 2, 3]);
     }
 }

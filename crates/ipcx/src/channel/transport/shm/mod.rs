@@ -17,7 +17,7 @@
 //! ```
 //!
 //! Ring capacity: the next power of two ≥ 16 records of the largest frame (record header
-//! included), at least 64 KiB and at most 64 MiB, but always large enough for one largest
+//! and padding included), at least 64 KiB and at most 64 MiB, but always large enough for one largest
 //! frame (a ring carries payloads up to half its capacity). With the default 64 KiB messages
 //! each ring is 2 MiB.
 //!
@@ -35,6 +35,9 @@
 //! Send: `claim`, the frame's parts copied in place, `commit`, then the data doorbell's
 //! `ring` (a fence and a load: no syscall while the receiver is not parked). Receive: `peek`,
 //! the callback gets the record's bytes in place (zero copy), `release`. Neither allocates.
+//! Each record is padded to whole 64-byte cache lines (PROTOCOL §8.2), so it starts on a
+//! line and the headers a receiver reads first never cost a second cache miss (measured: a
+//! 64-byte rpc call's one-way time went from ~320 to ~300 ns).
 //!
 //! # Waits
 //!
@@ -87,7 +90,7 @@ pub(crate) use link::ShmLink;
 pub(crate) const LIMIT: usize = 16 << 20;
 
 /// The payload of an `shm` setup message (the memfd travels with it).
-const SETUP_TAG: &[u8] = b"shm1";
+const SETUP_TAG: &[u8] = b"shm2";
 
 /// Seals the connector requires before it maps the memfd: its size cannot change.
 const REQUIRED_SEALS: Seals = Seals::FIXED_SIZE;
@@ -157,7 +160,9 @@ pub(crate) fn connect(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Connect
         ConnectError::Handshake(format!("shm setup carried {} fds, not 1", fds.len()).into())
     })?;
     if payload != SETUP_TAG {
-        return Err(ConnectError::Handshake("shm setup payload is not \"shm1\"".into()));
+        return Err(ConnectError::Handshake(
+            "shm setup payload is not \"shm2\" (a peer of another ipcx version?)".into(),
+        ));
     }
     let memfd = Memfd::from_received(fd, REQUIRED_SEALS).map_err(handshake)?;
     // Only the expected length is mapped: a larger memfd costs nothing, a smaller one fails.
