@@ -147,6 +147,7 @@ pub const fn split(word: u64) -> (u32, u8, u32) {
 /// Validates the header `word` read at position `pos` of a ring of capacity
 /// `1 << cap_log2`, where `avail` bytes (counted from `pos`) are published and payloads are
 /// at most `max_payload` bytes.
+#[inline]
 pub fn decode(
     word: u64,
     pos: u64,

@@ -140,6 +140,7 @@ impl FrameHeader {
     }
 
     /// The 24 header bytes.
+    #[inline]
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
         b[0..2].copy_from_slice(&MAGIC.to_le_bytes());
@@ -154,6 +155,7 @@ impl FrameHeader {
 
     /// Decodes and validates the header at the start of `bytes` (bytes after the header are
     /// ignored), refusing payloads longer than `max_len`.
+    #[inline]
     pub fn decode(bytes: &[u8], max_len: u32) -> Result<Self, FrameError> {
         let Some(b) = bytes.first_chunk::<HEADER_LEN>() else {
             return Err(FrameError::Truncated {
@@ -193,6 +195,7 @@ impl FrameHeader {
 
     /// Checks a received payload against this header: its length equals `len` and, if the
     /// CRC flag is set, its crc32c equals `crc`. Message transports call it on each datagram.
+    #[inline]
     pub fn check_payload(&self, payload: &[u8]) -> Result<(), FrameError> {
         if payload.len() as u64 != u64::from(self.len) {
             return Err(FrameError::LengthMismatch {
@@ -213,6 +216,7 @@ impl FrameHeader {
 /// The length of the frame at the start of `bytes` (header and payload) as its header
 /// declares it, without validating anything else; `None` if `bytes` is shorter than a
 /// header. For links that carry frames in padded records.
+#[inline]
 pub fn declared_len(bytes: &[u8]) -> Option<usize> {
     let b = bytes.first_chunk::<HEADER_LEN>()?;
     let len = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);

@@ -42,6 +42,12 @@ fn peer_main(role: &str, args: &[String]) {
             });
             panic!("the slow cleaner should have been killed");
         }
+        "dead-listener" => {
+            // Binds and exits: the socket file outlives its only listener. (Bound in the
+            // test process instead, a peer spawned meanwhile by another test could hold the
+            // socket open between its fork and exec, and the probe would find it alive.)
+            drop(UnixListener::bind(ns.dir().join(&args[1])).unwrap());
+        }
         "restart" => {
             signal("ready", "");
             assert_eq!(read_command().as_deref(), Some("go"));
@@ -386,7 +392,8 @@ fn clean_removes_endpoints_of_dead_listeners_only() {
     let dir = ns.0.ensure_dir().unwrap();
     // A listener that died without removing its socket file (std does not unlink on drop),
     // one of each socket kind that is still alive, and a file that is no endpoint.
-    drop(UnixListener::bind(dir.join("dead.shm")).unwrap());
+    peer("dead-listener").arg(ns.0.name()).arg("dead.shm").spawn().wait_success();
+    assert!(dir.join("dead.shm").exists());
     let live = ipcx::Channel::builder("live", Transport::Shm).namespace(ns.0.clone()).listen();
     let seq = ipcx::Channel::builder("seq", Transport::UdsSeqpacket).namespace(ns.0.clone());
     let (live, seq) = (live.unwrap(), seq.listen().unwrap());

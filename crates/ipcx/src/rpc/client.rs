@@ -425,14 +425,20 @@ impl Core {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            let last = |body: Body<'_>| match body {
-                Body::Response(p) => decode.take().map(|f| f(p)),
-                Body::Error { code, text } => {
-                    Some(Err(CallError::Remote { code, message: text.to_owned() }))
-                }
-                _ => Some(Err(CallError::EmptyStream)),
+            let mut result = None;
+            let last = |body: Body<'_>| {
+                result = Some(match body {
+                    Body::Response(p) => {
+                        decode.take().map_or(Err(CallError::UnknownCall(id)), |f| f(p))
+                    }
+                    Body::Error { code, text } => {
+                        Err(CallError::Remote { code, message: text.to_owned() })
+                    }
+                    _ => Err(CallError::EmptyStream),
+                });
             };
-            if let Some(Some(result)) = self.recv_for(id, end, last) {
+            self.recv_for(id, end, last);
+            if let Some(result) = result {
                 return result;
             }
         }
@@ -480,37 +486,37 @@ impl Core {
     }
 
     /// Like [`recv_one`](Self::recv_one), but the last envelope of call `want` (see
-    /// [`ClientSession::handle_for`]) is turned into a result by `f` in place: `Some`.
-    /// Waits until `deadline` (`None`: no deadline).
-    fn recv_for<T>(
-        &mut self,
-        want: CallId,
-        deadline: Option<Instant>,
-        f: impl FnOnce(Body<'_>) -> T,
-    ) -> Option<T> {
+    /// [`ClientSession::handle_for`]) goes to `f` in place. Waits until `deadline` (`None`:
+    /// no deadline). The receive's own result is kept small (a unit or a boxed fault): on
+    /// this path every byte of a result moved through memory costs.
+    fn recv_for(&mut self, want: CallId, deadline: Option<Instant>, f: impl FnOnce(Body<'_>)) {
         if self.gone {
-            return None;
+            return;
         }
         let session = &mut self.session;
-        let got = self.ch.recv_in_place_until(deadline, |bytes| match envelope::decode(bytes) {
-            Ok(env) => match session.handle_for(env, want) {
-                Ok(body) => Ok(body.map(f)),
-                Err(e) => Err(Bad::Direction(e)),
-            },
-            Err(e) => Err(Bad::Envelope(e)),
+        let mut f = Some(f);
+        let got = self.ch.recv_in_place_until(deadline, |bytes| -> Result<(), Box<Bad>> {
+            let env = envelope::decode(bytes).map_err(|e| Box::new(Bad::Envelope(e)))?;
+            match session.handle_for(env, want) {
+                Ok(Some(body)) => {
+                    if let Some(f) = f.take() {
+                        f(body);
+                    }
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(Box::new(Bad::Direction(e))),
+            }
         });
         match got {
-            Ok(Ok(result)) => result,
+            Ok(Ok(())) | Err(RecvError::Timeout | RecvError::Empty) => {}
             Ok(Err(bad)) => {
                 tracing::warn!(error = %bad, "rpc server broke the protocol; closing");
                 self.die();
-                None
             }
-            Err(RecvError::Timeout | RecvError::Empty) => None,
             Err(e) => {
                 tracing::debug!(error = %e, "rpc connection ended");
                 self.die();
-                None
             }
         }
     }

@@ -167,16 +167,30 @@ impl Body<'_> {
 
 /// Appends the header of an envelope of `kind` to `out`; the caller appends the body.
 /// `deadline` is written for [`Kind::Request`] only (clamped to `u32::MAX` ms).
+#[inline]
 pub fn write_header(out: &mut Vec<u8>, kind: Kind, id: u64, deadline: Option<Duration>) {
+    out.extend_from_slice(&header(kind, id, deadline));
+}
+
+/// The header of an envelope of `kind` (see [`write_header`]).
+#[inline]
+pub fn header(kind: Kind, id: u64, deadline: Option<Duration>) -> [u8; HEADER_LEN] {
     let deadline = deadline.filter(|_| kind == Kind::Request);
     let flags = if deadline.is_some() { FLAG_DEADLINE } else { 0 };
-    // Rounded up: a server that goes by the hint gives up a little late, never early (a
-    // call with 0.5 ms left is not "0 ms, expired").
-    let ms =
-        deadline.map_or(0, |d| u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX));
-    out.extend_from_slice(&[VERSION, kind as u8, flags, 0]);
-    out.extend_from_slice(&ms.to_le_bytes());
-    out.extend_from_slice(&id.to_le_bytes());
+    let ms = deadline.map_or(0, hint_ms);
+    let mut h = [0; HEADER_LEN];
+    h[..4].copy_from_slice(&[VERSION, kind as u8, flags, 0]);
+    h[4..8].copy_from_slice(&ms.to_le_bytes());
+    h[8..].copy_from_slice(&id.to_le_bytes());
+    h
+}
+
+/// A deadline hint in whole milliseconds, rounded up: a server that goes by it gives up a
+/// little late, never early (a call with 0.5 ms left is not "0 ms, expired").
+fn hint_ms(d: Duration) -> u32 {
+    let sub = d.subsec_nanos().div_ceil(1_000_000);
+    let ms = d.as_secs().saturating_mul(1000).saturating_add(u64::from(sub));
+    u32::try_from(ms).unwrap_or(u32::MAX)
 }
 
 /// Appends the whole envelope to `out`. Error texts longer than the message allows are the

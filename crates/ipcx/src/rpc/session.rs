@@ -67,29 +67,23 @@ pub enum ClientFault {
 /// Most requests a server session keeps queued for one client.
 pub const MAX_QUEUED: usize = 1024;
 
-/// The events of one call not yet taken: the first inline, so a unary call allocates
-/// nothing; later ones (streams) in a queue.
+/// The events of one call not yet taken. Empty (and unallocated) for a unary call answered
+/// while it was awaited: that response goes straight to the caller
+/// ([`ClientSession::handle_for`]), so a call in flight stays small to push and remove.
 #[derive(Debug, Default)]
-struct Events {
-    head: Option<Event>,
-    rest: VecDeque<Event>,
-}
+struct Events(VecDeque<Event>);
 
 impl Events {
     fn is_empty(&self) -> bool {
-        self.head.is_none() && self.rest.is_empty()
+        self.0.is_empty()
     }
 
     fn push(&mut self, event: Event) {
-        if self.is_empty() {
-            self.head = Some(event);
-        } else {
-            self.rest.push_back(event);
-        }
+        self.0.push_back(event);
     }
 
     fn pop(&mut self) -> Option<Event> {
-        self.head.take().or_else(|| self.rest.pop_front())
+        self.0.pop_front()
     }
 }
 

@@ -29,6 +29,7 @@ const LINE: usize = 64;
 /// the headers a receiver reads first (record, frame, and an rpc envelope: 48 bytes) never
 /// straddle two lines, which would cost a second cache miss per message. Saturates at
 /// `usize::MAX` (more than any ring carries) if that overflows.
+#[inline]
 pub(super) fn record_payload(frame: usize) -> usize {
     let header = record::HEADER as usize;
     frame
@@ -40,6 +41,7 @@ pub(super) fn record_payload(frame: usize) -> usize {
 /// The frame inside a record's payload: the bytes up to the end the frame header declares,
 /// when the rest is exactly the padding [`record_payload`] adds; otherwise all of them, which
 /// the channel core then refuses (length mismatch).
+#[inline]
 fn frame_in(record: &[u8]) -> &[u8] {
     match frame::declared_len(record) {
         Some(len) if len <= record.len() && record_payload(len) == record.len() => &record[..len],
