@@ -326,26 +326,36 @@ impl Core {
             return Err(CallError::ServerGone);
         }
         self.buf.clear();
-        let now = Instant::now();
-        let id = self.session.start(now, timeout, &mut self.buf);
+        let id = self.session.start(timeout, &mut self.buf);
         if let Err(e) = write(&mut self.buf) {
             self.session.forget(id);
             return Err(CallError::Encode(e));
         }
-        let deadline = timeout.and_then(|t| now.checked_add(t));
+        // The clock is read once the request is out (the server works meanwhile), or at the
+        // first full channel: the call's deadline counts from then.
+        let mut first_full: Option<Instant> = None;
         // Never block on a full channel while the server may be blocked on us: take in
         // responses between attempts.
         loop {
             match self.ch.send_with(&self.buf, SendMode::Buffered, Some(Duration::ZERO)) {
-                Ok(()) => return Ok(id),
-                Err(SendError::Full) if deadline.is_none_or(|d| Instant::now() < d) => {
+                Ok(()) => {
+                    self.session.sent(id, first_full.unwrap_or_else(Instant::now));
+                    return Ok(id);
+                }
+                Err(SendError::Full) => {
+                    let now = Instant::now();
+                    let since = *first_full.get_or_insert(now);
+                    if timeout.and_then(|t| since.checked_add(t)).is_some_and(|d| now >= d) {
+                        self.session.forget(id);
+                        return Err(CallError::Timeout);
+                    }
                     self.recv_one(Some(FULL_PAUSE));
                     if self.gone {
                         self.session.forget(id);
                         return Err(CallError::ServerGone);
                     }
                 }
-                Err(SendError::Full | SendError::Timeout) => {
+                Err(SendError::Timeout) => {
                     self.session.forget(id);
                     return Err(CallError::Timeout);
                 }

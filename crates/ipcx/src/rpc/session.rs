@@ -91,9 +91,29 @@ impl Events {
 #[derive(Debug)]
 struct Call {
     id: u64,
-    deadline: Option<Instant>,
+    due: Due,
     events: Events,
     finished: bool,
+}
+
+/// When a call ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    /// Never (no timeout, or one too long to represent).
+    Never,
+    /// This long after it was sent; [`ClientSession::sent`] fixes the instant.
+    After(Duration),
+    /// At this instant.
+    At(Instant),
+}
+
+impl Call {
+    fn deadline(&self) -> Option<Instant> {
+        match self.due {
+            Due::At(t) => Some(t),
+            Due::Never | Due::After(_) => None,
+        }
+    }
 }
 
 /// The client side of one connection: ids, deadlines, and responses matched to calls.
@@ -118,15 +138,27 @@ impl ClientSession {
         self.calls.binary_search_by_key(&id, |c| c.id).ok()
     }
 
-    /// Starts a call that ends at `now + timeout` (never, if `None`): appends the Request
-    /// header to `out` (the caller appends the request and sends it) and returns its id.
-    pub fn start(&mut self, now: Instant, timeout: Option<Duration>, out: &mut Vec<u8>) -> CallId {
+    /// Starts a call that ends `timeout` after it is sent (never, if `None`): appends the
+    /// Request header to `out` (the caller appends the request, sends it, then tells
+    /// [`sent`](Self::sent) when) and returns its id.
+    pub fn start(&mut self, timeout: Option<Duration>, out: &mut Vec<u8>) -> CallId {
         let id = self.next_id;
         self.next_id += 1;
         envelope::write_header(out, Kind::Request, id, timeout);
-        let deadline = timeout.and_then(|t| now.checked_add(t));
-        self.calls.push(Call { id, deadline, events: Events::default(), finished: false });
+        let due = timeout.map_or(Due::Never, Due::After);
+        self.calls.push(Call { id, due, events: Events::default(), finished: false });
         CallId(id)
+    }
+
+    /// Call `id` was sent at `now` (or earlier): its deadline is `now` + its timeout. Reading
+    /// the clock after the send, not before, keeps the clock off the path from one call's
+    /// response to the next call's request; the deadline comes out a little late, never early.
+    pub fn sent(&mut self, id: CallId, now: Instant) {
+        let Some(i) = self.index(id.0) else { return };
+        let call = &mut self.calls[i];
+        if let Due::After(t) = call.due {
+            call.due = now.checked_add(t).map_or(Due::Never, Due::At);
+        }
     }
 
     /// Takes in one envelope from the server. Envelopes for calls that are unknown or over
@@ -178,7 +210,7 @@ impl ClientSession {
     pub fn expire(&mut self, now: Instant) -> Vec<CallId> {
         let mut expired = Vec::new();
         for call in &mut self.calls {
-            if !call.finished && call.deadline.is_some_and(|d| d <= now) {
+            if !call.finished && call.deadline().is_some_and(|d| d <= now) {
                 call.finished = true;
                 call.events.push(Event::Timeout);
                 expired.push(CallId(call.id));
@@ -189,7 +221,7 @@ impl ClientSession {
 
     /// The earliest deadline of a call still waiting for the server.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.calls.iter().filter(|c| !c.finished).filter_map(|c| c.deadline).min()
+        self.calls.iter().filter(|c| !c.finished).filter_map(Call::deadline).min()
     }
 
     /// Ends every call still waiting with [`Event::Gone`] (the server died).
@@ -344,7 +376,8 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..3u8 {
             let mut out = Vec::new();
-            ids.push(c.start(now, Some(Duration::from_secs(1)), &mut out));
+            ids.push(c.start(Some(Duration::from_secs(1)), &mut out));
+            c.sent(*ids.last().unwrap(), now);
             out.push(i);
             s.handle(envelope::decode(&out).unwrap(), now).unwrap();
         }
@@ -382,8 +415,11 @@ mod tests {
         let now = Instant::now();
         let mut c = ClientSession::new();
         let mut out = Vec::new();
-        let short = c.start(now, Some(Duration::from_millis(10)), &mut out);
-        let long = c.start(now, None, &mut Vec::new());
+        let short = c.start(Some(Duration::from_millis(10)), &mut out);
+        let long = c.start(None, &mut Vec::new());
+        assert_eq!(c.next_deadline(), None, "a call not yet sent has no deadline yet");
+        c.sent(short, now);
+        c.sent(long, now);
         assert_eq!(c.next_deadline(), now.checked_add(Duration::from_millis(10)));
         assert!(c.expire(now).is_empty());
         assert_eq!(c.expire(now + Duration::from_millis(10)), [short]);
@@ -410,10 +446,9 @@ mod tests {
 
     #[test]
     fn the_awaited_call_is_answered_in_place() {
-        let now = Instant::now();
         let mut c = ClientSession::new();
-        let a = c.start(now, None, &mut Vec::new());
-        let b = c.start(now, None, &mut Vec::new());
+        let a = c.start(None, &mut Vec::new());
+        let b = c.start(None, &mut Vec::new());
         let resp = reply(Body::Response(b"b"), b);
         let env = envelope::decode(&resp).unwrap();
         assert_eq!(c.handle_for(env, b), Ok(Some(Body::Response(b"b"))));
@@ -433,10 +468,9 @@ mod tests {
 
     #[test]
     fn streams_end_and_server_death_fails_everything() {
-        let now = Instant::now();
         let mut c = ClientSession::new();
-        let a = c.start(now, None, &mut Vec::new());
-        let b = c.start(now, None, &mut Vec::new());
+        let a = c.start(None, &mut Vec::new());
+        let b = c.start(None, &mut Vec::new());
         feed(&mut c, &reply(Body::ResponseChunk(b"1"), a));
         feed(&mut c, &reply(Body::ResponseChunk(b"2"), a));
         feed(&mut c, &reply(Body::ResponseEnd, a));
