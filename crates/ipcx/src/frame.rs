@@ -223,6 +223,35 @@ pub fn declared_len(bytes: &[u8]) -> Option<usize> {
     usize::try_from(len).ok()?.checked_add(HEADER_LEN)
 }
 
+/// The first 8 bytes of a Data frame without flags: magic, version, kind, flags 0, reserved 0.
+const PLAIN_DATA_HEAD: u64 = MAGIC as u64 | (VERSION as u64) << 16 | (FrameKind::Data as u64) << 24;
+
+/// The payload of `bytes` if they are exactly one plain Data frame (no flags, no crc)
+/// numbered `seq` with a payload of at most `max` bytes; `None` for anything else, valid or
+/// not, which [`FrameHeader::decode`] then judges. The receive fast path: one comparison per
+/// header word.
+#[inline]
+pub(crate) fn plain_data(bytes: &[u8], seq: u64, max: usize) -> Option<&[u8]> {
+    let b = bytes.first_chunk::<HEADER_LEN>()?;
+    let word = |at: usize| {
+        u64::from_le_bytes([
+            b[at],
+            b[at + 1],
+            b[at + 2],
+            b[at + 3],
+            b[at + 4],
+            b[at + 5],
+            b[at + 6],
+            b[at + 7],
+        ])
+    };
+    let (head, len_crc, got) = (word(0), word(8), word(16));
+    // len in the low half of the second word, crc (zero) in the high half.
+    let len = usize::try_from(len_crc).ok()?;
+    let fits = len <= max && bytes.len().checked_sub(HEADER_LEN) == Some(len);
+    (head == PLAIN_DATA_HEAD && got == seq && fits).then(|| &bytes[HEADER_LEN..])
+}
+
 /// Appends a whole frame (header and payload) to `out` and returns its header.
 pub fn encode_frame(
     kind: FrameKind,

@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use super::error::{RecvError, SendError};
 use super::link::{Deadline, LinkError, LinkOps};
+use super::transport::shm::Plain;
 use super::{Link, SendMode, Transport};
 use crate::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
 
@@ -97,6 +98,8 @@ pub(crate) struct Core {
     pending: VecDeque<Pending>,
     /// Fds that came with the message last received (closed at the next receive).
     last_fds: Vec<OwnedFd>,
+    /// How the fast receive path's wait failed, for the receive to report.
+    wait_failed: Option<LinkError>,
     state: State,
 }
 
@@ -136,6 +139,7 @@ impl Core {
             received: 0,
             pending: VecDeque::new(),
             last_fds: Vec::new(),
+            wait_failed: None,
             state: State::Open,
         }
     }
@@ -244,6 +248,13 @@ impl Core {
         deadline: Deadline,
         f: impl FnOnce(&[u8]) -> Option<R>,
     ) -> Result<Option<R>, RecvError> {
+        let f = match self.recv_plain(deadline, f) {
+            Ok(got) => return Ok(got),
+            Err(f) => f,
+        };
+        if let Some(e) = self.wait_failed.take() {
+            return Err(self.link_failed(e, deadline));
+        }
         self.last_fds.clear();
         if let Some(p) = self.pending.pop_front() {
             let Some(r) = f(&p.payload) else {
@@ -266,6 +277,44 @@ impl Core {
                 // An acknowledgement nobody waits for (its sender timed out): drop it.
                 Got::Ack(_) => {}
                 Got::Close => return Err(RecvError::Closed),
+            }
+        }
+    }
+
+    /// The fast path of [`recv`](Self::recv) on shm: while nothing is kept and the next
+    /// record is a plain Data frame (no acknowledgement, fds or crc), it is handed to `f`
+    /// from the ring without the general frame handling, and a wait that fails ends the
+    /// receive (its error left in `wait_failed`, to keep this path's result small); `f`
+    /// comes back (`Err`) for any other record, which the general path then judges.
+    #[inline]
+    fn recv_plain<R, F: FnOnce(&[u8]) -> Option<R>>(
+        &mut self,
+        deadline: Deadline,
+        f: F,
+    ) -> Result<Option<R>, F> {
+        let Link::Shm(link) = &mut self.link else { return Err(f) };
+        if self.state != State::Open || !self.pending.is_empty() || !self.last_fds.is_empty() {
+            return Err(f);
+        }
+        let expect = self.received + 1;
+        let mut f = f;
+        loop {
+            match link.recv_plain(expect, self.max_recv, f) {
+                Plain::Took(got) => {
+                    // Declined: the record stays in the ring, still the one due.
+                    if got.is_some() {
+                        self.received = expect;
+                    }
+                    return Ok(got);
+                }
+                Plain::Other(g) => return Err(g),
+                Plain::Empty(g) => {
+                    f = g;
+                    if let Err(e) = link.wait_data(deadline) {
+                        self.wait_failed = Some(e);
+                        return Err(f);
+                    }
+                }
             }
         }
     }
@@ -356,11 +405,19 @@ impl Core {
                 self.state = State::Dead;
                 Err(RecvError::Broken(Box::new(why)))
             }
-            Err(LinkError::Timeout) if deadline == Deadline::Now => Err(RecvError::Empty),
-            Err(LinkError::Timeout) => Err(RecvError::Timeout),
-            Err(e) => {
+            Err(e) => Err(self.link_failed(e, deadline)),
+        }
+    }
+
+    /// Maps a link error of a receive waiting until `deadline`; anything but a timeout
+    /// ends the channel.
+    fn link_failed(&mut self, e: LinkError, deadline: Deadline) -> RecvError {
+        match e {
+            LinkError::Timeout if deadline == Deadline::Now => RecvError::Empty,
+            LinkError::Timeout => RecvError::Timeout,
+            e => {
                 self.state = State::Dead;
-                Err(match e {
+                match e {
                     LinkError::PeerGone => RecvError::PeerGone,
                     LinkError::Broken(e) => RecvError::Broken(e),
                     e @ (LinkError::TooLarge { .. } | LinkError::FdsUnsupported) => {
@@ -368,7 +425,7 @@ impl Core {
                     }
                     LinkError::Os { op, source } => RecvError::Os { op, source },
                     LinkError::Timeout => unreachable!("handled above"),
-                })
+                }
             }
         }
     }

@@ -124,3 +124,29 @@ fn many_small_frames_stay_linear() {
     }
     assert_eq!(dec.buffered(), 0);
 }
+
+#[test]
+fn plain_data_frames_are_recognised_and_nothing_else() {
+    let plain = frame(FrameKind::Data, FrameFlags::NONE, 7, b"hello");
+    assert_eq!(plain_data(&plain, 7, 5), Some(&b"hello"[..]));
+    assert_eq!(plain_data(&frame(FrameKind::Data, FrameFlags::NONE, 1, b""), 1, 0), Some(&[][..]));
+    // Another number, a payload over the limit, extra or missing bytes.
+    assert_eq!(plain_data(&plain, 8, 5), None);
+    assert_eq!(plain_data(&plain, 7, 4), None);
+    let mut longer = plain.clone();
+    longer.push(0);
+    assert_eq!(plain_data(&longer, 7, 5), None);
+    assert_eq!(plain_data(&plain[..plain.len() - 1], 7, 5), None);
+    assert_eq!(plain_data(&plain[..HEADER_LEN - 1], 7, 5), None);
+    // Flags (acknowledgement, crc, fds), other kinds, a bad magic or version.
+    for flags in [FrameFlags::ACK_REQUESTED, FrameFlags::CRC, FrameFlags::FDS] {
+        assert_eq!(plain_data(&frame(FrameKind::Data, flags, 7, b"hello"), 7, 5), None);
+    }
+    assert_eq!(plain_data(&frame(FrameKind::Ack, FrameFlags::NONE, 7, b""), 7, 5), None);
+    assert_eq!(plain_data(&frame(FrameKind::Close, FrameFlags::NONE, 7, b""), 7, 5), None);
+    for at in [0, 2, 5] {
+        let mut bad = plain.clone();
+        bad[at] ^= 1;
+        assert_eq!(plain_data(&bad, 7, 5), None, "byte {at}");
+    }
+}

@@ -67,32 +67,16 @@ pub enum ClientFault {
 /// Most requests a server session keeps queued for one client.
 pub const MAX_QUEUED: usize = 1024;
 
-/// The events of one call not yet taken. Empty (and unallocated) for a unary call answered
-/// while it was awaited: that response goes straight to the caller
-/// ([`ClientSession::handle_for`]), so a call in flight stays small to push and remove.
-#[derive(Debug, Default)]
-struct Events(VecDeque<Event>);
-
-impl Events {
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    fn push(&mut self, event: Event) {
-        self.0.push_back(event);
-    }
-
-    fn pop(&mut self) -> Option<Event> {
-        self.0.pop_front()
-    }
-}
-
-/// One call in flight.
+/// One call in flight: 32 bytes, pushed and removed once per call. Its events not yet taken
+/// wait in the session's queue ([`ClientSession::events`]); a unary call answered while it
+/// was awaited has none (its response goes straight to the caller,
+/// [`ClientSession::handle_for`]).
 #[derive(Debug)]
 struct Call {
     id: u64,
     due: Due,
-    events: Events,
+    /// Events of this call in the session's queue.
+    queued: u32,
     finished: bool,
 }
 
@@ -125,13 +109,15 @@ impl Call {
 pub struct ClientSession {
     next_id: u64,
     calls: Vec<Call>,
+    /// Events not yet taken, of every call, in arrival order.
+    events: VecDeque<(u64, Event)>,
     dropped: u64,
 }
 
 impl ClientSession {
     /// A session with nothing in flight; the first call gets id 1.
     pub fn new() -> ClientSession {
-        ClientSession { next_id: 1, calls: Vec::new(), dropped: 0 }
+        ClientSession { next_id: 1, calls: Vec::new(), events: VecDeque::new(), dropped: 0 }
     }
 
     fn index(&self, id: u64) -> Option<usize> {
@@ -146,7 +132,7 @@ impl ClientSession {
         self.next_id += 1;
         envelope::write_header(out, Kind::Request, id, timeout);
         let due = timeout.map_or(Due::Never, Due::After);
-        self.calls.push(Call { id, due, events: Events::default(), finished: false });
+        self.calls.push(Call { id, due, queued: 0, finished: false });
         CallId(id)
     }
 
@@ -176,7 +162,8 @@ impl ClientSession {
         match self.index(env.id).map(|i| &mut self.calls[i]) {
             Some(call) if !call.finished => {
                 call.finished = event.is_last();
-                call.events.push(event);
+                call.queued += 1;
+                self.events.push_back((env.id, event));
             }
             _ => self.dropped += 1,
         }
@@ -196,7 +183,7 @@ impl ClientSession {
         if last && env.id == want.0 {
             if let Some(i) = self.index(env.id) {
                 let call = &self.calls[i];
-                if !call.finished && call.events.is_empty() {
+                if !call.finished && call.queued == 0 {
                     self.calls.remove(i);
                     return Ok(Some(env.body));
                 }
@@ -212,7 +199,8 @@ impl ClientSession {
         for call in &mut self.calls {
             if !call.finished && call.deadline().is_some_and(|d| d <= now) {
                 call.finished = true;
-                call.events.push(Event::Timeout);
+                call.queued += 1;
+                self.events.push_back((call.id, Event::Timeout));
                 expired.push(CallId(call.id));
             }
         }
@@ -228,7 +216,8 @@ impl ClientSession {
     pub fn fail_all(&mut self) {
         for call in self.calls.iter_mut().filter(|c| !c.finished) {
             call.finished = true;
-            call.events.push(Event::Gone);
+            call.queued += 1;
+            self.events.push_back((call.id, Event::Gone));
         }
     }
 
@@ -236,7 +225,13 @@ impl ClientSession {
     /// event. `None` also for an unknown call (see [`is_known`](Self::is_known)).
     pub fn take(&mut self, id: CallId) -> Option<Event> {
         let i = self.index(id.0)?;
-        let event = self.calls[i].events.pop()?;
+        if self.calls[i].queued == 0 {
+            return None;
+        }
+        // The call's first event: near the front when events are taken as they come.
+        let at = self.events.iter().position(|(of, _)| *of == id.0)?;
+        let (_, event) = self.events.remove(at)?;
+        self.calls[i].queued -= 1;
         if event.is_last() {
             self.calls.remove(i);
         }
@@ -246,7 +241,12 @@ impl ClientSession {
     /// Forgets call `id` (the caller gave up on it). Returns whether the server may still be
     /// working on it (send it a Cancel).
     pub fn forget(&mut self, id: CallId) -> bool {
-        self.index(id.0).is_some_and(|i| !self.calls.remove(i).finished)
+        let Some(i) = self.index(id.0) else { return false };
+        let call = self.calls.remove(i);
+        if call.queued != 0 {
+            self.events.retain(|(of, _)| *of != id.0);
+        }
+        !call.finished
     }
 
     /// Whether call `id` was started and its last event not yet taken.

@@ -13,7 +13,7 @@ mod control;
 mod pipe;
 mod posix_mq;
 mod seqpacket;
-mod shm;
+pub(crate) mod shm;
 pub(crate) mod stream;
 mod sysv_msg;
 

@@ -133,7 +133,7 @@ impl ShmLink {
     /// slices of [`PEER_CHECK_INTERVAL`] toward the deadline, checking on the peer between
     /// them; a record that arrives during the first spin turns costs no clock read.
     #[cold]
-    fn wait_data(&mut self, deadline: Deadline) -> Result<(), LinkError> {
+    pub(crate) fn wait_data(&mut self, deadline: Deadline) -> Result<(), LinkError> {
         let mut policy = self.policy;
         let until = match deadline {
             Deadline::Now => None,
@@ -205,6 +205,49 @@ impl ShmLink {
                 next_check = now + PEER_CHECK_INTERVAL;
             }
         }
+    }
+}
+
+/// What [`ShmLink::recv_plain`] found.
+pub(crate) enum Plain<R, F> {
+    /// A plain Data frame, handed to the function: its result (`None`: declined, the
+    /// record stays in the ring).
+    Took(Option<R>),
+    /// Nothing is ready: the function, back.
+    Empty(F),
+    /// A record that is not a plain Data frame numbered as expected (or a corrupt ring):
+    /// the function, back, for the full receive path to judge it.
+    Other(F),
+}
+
+impl ShmLink {
+    /// The channel core's fast path: if the next record is a plain Data frame numbered `seq`
+    /// with at most `max` payload bytes, `f` gets its payload in place and, unless it
+    /// declines, the record is released. No frame decoding beyond three word comparisons,
+    /// no result moved through the core's error types.
+    #[inline]
+    pub(crate) fn recv_plain<R, F: FnOnce(&[u8]) -> Option<R>>(
+        &mut self,
+        seq: u64,
+        max: usize,
+        f: F,
+    ) -> Plain<R, F> {
+        let ShmLink { rx, rx_space, .. } = self;
+        let record = match rx.peek() {
+            Ok(Some(record)) => record,
+            Ok(None) => return Plain::Empty(f),
+            Err(_) => return Plain::Other(f),
+        };
+        let Some(payload) = frame::plain_data(frame_in(record.bytes()), seq, max) else {
+            return Plain::Other(f);
+        };
+        let Some(r) = f(payload) else { return Plain::Took(None) };
+        record.release();
+        // As in `recv`; a wake-up that fails only leaves the sender to its ROOM_SLICE.
+        if rx_space.stats().waiters != 0 {
+            let _ = rx_space.ring();
+        }
+        Plain::Took(Some(r))
     }
 }
 
