@@ -13,6 +13,8 @@ ipcx_testkit::peer_entry!(peer_main);
 
 const COUNT: usize = 2_000;
 const WAIT: Duration = Duration::from_secs(10);
+/// Messages of the `trickle` peer.
+const TRICKLE: usize = 400;
 
 /// Message `i` of the ordered round trip: its number, then a length that varies.
 fn numbered(i: usize, max: usize) -> Vec<u8> {
@@ -54,6 +56,18 @@ fn peer_main(role: &str, args: &[String]) {
         "echo" => {
             let m = c.recv_timeout(WAIT).unwrap();
             c.send(&m).unwrap();
+            read_command();
+        }
+        "trickle" => {
+            // Irregular gaps, so that the other side's short timed receives both time out
+            // and race their deadlines with arriving messages.
+            for i in 0..TRICKLE {
+                c.send(&numbered(i, max)).unwrap();
+                if i % 7 == 0 {
+                    std::thread::sleep(Duration::from_micros(300 + (i as u64 * 131) % 900));
+                }
+            }
+            signal("sent", "");
             read_command();
         }
         "victim" => {
@@ -290,4 +304,46 @@ fn sysv_msg_queue_of_two_killed_ends_is_cleaned() {
     assert_eq!(report.sysv_queues, vec![id]);
     assert!(!sysv_id_exists(SysvKind::Msg, id), "clean removed the queue");
     assert!(!ns.0.dir().join(&record).exists(), "and its record");
+}
+
+/// Receives with timeouts shorter than the peer's gaps: the watcher wakes each timed-out
+/// receive with a marker, some of them racing a message; none of that may lose, reorder or
+/// invent a message, and the peer's death still ends the stream with `PeerGone` after its
+/// last message.
+#[test]
+fn sysv_msg_timed_receives_lose_nothing_and_end_with_peer_gone() {
+    let ns = Ns::new("cq-timed");
+    let (mut ch, mut p) = connected(&ns, Transport::SysvMsg, "trickle");
+    let objects = Objects::find(&ns, p.pid());
+    let max = ch.max_message();
+    let (mut next, mut timeouts) = (0, 0);
+    let until = Instant::now() + WAIT;
+    while next < TRICKLE {
+        assert!(Instant::now() < until, "only {next} of {TRICKLE} messages came");
+        let t = Instant::now();
+        match ch.recv_timeout(Duration::from_micros(200 + (next as u64 * 53) % 400)) {
+            Ok(m) => {
+                check_numbered(&m, next, max);
+                next += 1;
+            }
+            Err(RecvError::Timeout) => {
+                assert!(t.elapsed() >= Duration::from_micros(200), "timed out early");
+                timeouts += 1;
+            }
+            Err(e) => panic!("message {next}: {e}"),
+        }
+    }
+    assert!(timeouts > 0, "the receives never waited: the test proves nothing");
+    p.expect("sent");
+    p.kill();
+    let killed = Instant::now();
+    loop {
+        match ch.recv_timeout(Duration::from_millis(1)) {
+            Err(RecvError::Timeout) => assert!(killed.elapsed() < WAIT, "no PeerGone"),
+            Err(RecvError::PeerGone) => break,
+            r => panic!("after the last message: {r:?}"),
+        }
+    }
+    drop(ch);
+    wait_gone(&objects);
 }

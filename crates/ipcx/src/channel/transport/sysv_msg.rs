@@ -43,16 +43,24 @@
 //! and its frames are at least 24 bytes each). A removed queue (`EIDRM`/`EINVAL`) also reads
 //! as `PeerGone`.
 //!
-//! Timed receives use the System V layer's timeout form (it retries `IPC_NOWAIT` with pauses
-//! up to 2 ms; the marker ends it as well). Sends try `IPC_NOWAIT` first (one system call);
-//! a full queue is waited on with the timeout form in slices of [`PEER_CHECK_INTERVAL`],
-//! checking the watcher's verdict between slices.
+//! Timed receives block in `msgrcv` too, and the watcher enforces the deadline: the receive
+//! arms it (an atomic store; the watcher's pipe is written only when the watcher sleeps
+//! toward a later instant), and the watcher posts a zero-length "wake-up" message of the
+//! receiving type when it passes. So a zero-length message means "look again": the peer is
+//! gone if the watcher says so (then what is left is read without blocking before
+//! `PeerGone`), else the deadline has passed (`Timeout`) or the wake-up is stale (a receive
+//! that got its frame first) and the receive blocks again. A timed receive thus costs what a
+//! blocking one does; polling with `IPC_NOWAIT` and pauses, as the System V layer's timeout
+//! form does, made it twice as slow as the floor. Sends try `IPC_NOWAIT` first (one system
+//! call); a full queue is waited on with the timeout form in slices of
+//! [`PEER_CHECK_INTERVAL`], checking the watcher's verdict between slices.
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use ipcx_sys::pipe::{pipe, PipeReader, PipeWriter};
 use ipcx_sys::sysv_msg::{MsgKey, MsgType, RecvError, SendError, SysvMsgQueue};
@@ -229,6 +237,42 @@ pub(crate) struct SysvLink {
     /// Closing it stops the watcher.
     stop: Option<PipeWriter>,
     watcher: Option<JoinHandle<()>>,
+    /// The deadline the watcher enforces for our receive, shared with it.
+    alarm: Arc<Alarm>,
+    /// Written to when the watcher must look at a deadline earlier than it sleeps toward.
+    nudge: PipeWriter,
+}
+
+/// A receive's deadline, as nanoseconds since `base` (`NONE`: no receive waits with one),
+/// and the instant the watcher sleeps toward, in the same units.
+#[derive(Debug)]
+struct Alarm {
+    base: Instant,
+    // SYNC: sysv alarm (SeqCst, both: the receive stores `at` then loads `planned`, the
+    // watcher stores `planned` then loads `at`, so one of them sees the other's store).
+    at: AtomicU64,
+    planned: AtomicU64,
+}
+
+impl Alarm {
+    const NONE: u64 = u64::MAX;
+
+    fn new() -> Alarm {
+        let none = || AtomicU64::new(Alarm::NONE);
+        Alarm { base: Instant::now(), at: none(), planned: none() }
+    }
+
+    /// `t` in the alarm's units (at least 0, below `NONE`).
+    fn ticks(&self, t: Instant) -> u64 {
+        let ns = t.saturating_duration_since(self.base).as_nanos();
+        u64::try_from(ns).unwrap_or(Alarm::NONE - 1).min(Alarm::NONE - 1)
+    }
+
+    /// The time from now until `ticks`.
+    fn until(&self, ticks: u64) -> Duration {
+        let now = self.ticks(Instant::now());
+        Duration::from_nanos(ticks.saturating_sub(now))
+    }
 }
 
 impl SysvLink {
@@ -243,6 +287,9 @@ impl SysvLink {
     ) -> Result<SysvLink, ConnectError> {
         let (stop_r, stop_w) =
             pipe().map_err(|e| ConnectError::os("creating the watcher's pipe", e))?;
+        let (nudge_r, nudge_w) =
+            pipe().map_err(|e| ConnectError::os("creating the watcher's pipe", e))?;
+        let alarm = Arc::new(Alarm::new());
         let id = queue.id();
         let creator = side.send == LISTENER.send;
         queue.set_remove_on_drop(false);
@@ -253,6 +300,8 @@ impl SysvLink {
             queue: queue.clone(),
             ctl: ctl.clone(),
             stop: stop_r,
+            nudge: nudge_r,
+            alarm: alarm.clone(),
             side,
             record: record.clone(),
         };
@@ -278,7 +327,27 @@ impl SysvLink {
             record,
             stop: Some(stop_w),
             watcher: Some(spawned),
+            alarm,
+            nudge: nudge_w,
         })
+    }
+
+    /// Has the watcher wake our receive at `deadline`.
+    fn arm(&self, deadline: Instant) {
+        let at = self.alarm.ticks(deadline);
+        // SYNC: sysv alarm
+        self.alarm.at.store(at, Ordering::SeqCst);
+        if self.alarm.planned.load(Ordering::SeqCst) > at {
+            // A full pipe already holds a nudge; any other failure leaves the deadline to
+            // the watcher's next look (at the latest its own planned instant).
+            let _ = self.nudge.try_write(&[1]);
+        }
+    }
+
+    /// Our receive no longer waits with a deadline (a wake-up already posted is stale).
+    fn disarm(&self) {
+        // SYNC: sysv alarm
+        self.alarm.at.store(Alarm::NONE, Ordering::SeqCst);
     }
 
     /// The peer is gone and we have read all it sent: nothing will use the queue again.
@@ -333,18 +402,39 @@ impl LinkOps for SysvLink {
             return Err(LinkError::PeerGone);
         }
         let want = MsgType::Exactly(self.side.recv);
-        let r = match deadline.remaining() {
-            None => self.queue.recv(want, &mut self.rbuf),
-            Some(t) if t.is_zero() => self.queue.try_recv(want, &mut self.rbuf),
-            Some(t) => self.queue.recv_timeout(want, &mut self.rbuf, t),
-        };
-        match r {
-            // The watcher's "peer gone" marker, after everything the peer sent.
-            Ok((_, 0)) => Err(self.end()),
-            Ok((_, n)) => Ok(f(&self.rbuf[..n])),
-            Err(RecvError::Empty | RecvError::Timeout) => Err(LinkError::Timeout),
-            Err(RecvError::Removed(_)) => Err(self.end()),
-            Err(e) => Err(LinkError::os("msgrcv on the sysv-msg queue", e)),
+        // Once the watcher says the peer is gone, what is left is read without blocking.
+        let mut draining = false;
+        loop {
+            let r = match deadline {
+                _ if draining => self.queue.try_recv(want, &mut self.rbuf),
+                Deadline::Now => self.queue.try_recv(want, &mut self.rbuf),
+                Deadline::At(t) if t <= Instant::now() => self.queue.try_recv(want, &mut self.rbuf),
+                Deadline::At(t) => {
+                    self.arm(t);
+                    let r = self.queue.recv(want, &mut self.rbuf);
+                    self.disarm();
+                    r
+                }
+                Deadline::Never => self.queue.recv(want, &mut self.rbuf),
+            };
+            match r {
+                Ok((_, 0)) => {
+                    // The watcher's marker: the peer is gone (it is posted after everything
+                    // the peer sent, but a wake-up may come before some of that), or a
+                    // wake-up for a deadline.
+                    // SYNC: peer gone
+                    if self.peer_gone.load(Ordering::Acquire) {
+                        draining = true;
+                    } else if deadline.expired() {
+                        return Err(LinkError::Timeout);
+                    }
+                }
+                Ok((_, n)) => return Ok(f(&self.rbuf[..n])),
+                Err(RecvError::Empty | RecvError::Timeout) if draining => return Err(self.end()),
+                Err(RecvError::Empty | RecvError::Timeout) => return Err(LinkError::Timeout),
+                Err(RecvError::Removed(_)) => return Err(self.end()),
+                Err(e) => return Err(LinkError::os("msgrcv on the sysv-msg queue", e)),
+            }
         }
     }
 }
@@ -374,17 +464,48 @@ struct Watcher {
     queue: Arc<SysvMsgQueue>,
     ctl: Arc<UdsStream>,
     stop: PipeReader,
+    nudge: PipeReader,
+    alarm: Arc<Alarm>,
     side: Side,
     record: Arc<PathBuf>,
 }
 
 impl Watcher {
-    /// Waits for the peer to go away (or the link to drop), then wakes the link's waits.
+    /// Waits for the peer to go away (or the link to drop), waking the link's receive at
+    /// its deadline meanwhile; then wakes the link's waits for good.
     fn run(self, peer_gone: &AtomicBool) {
-        let fds = [self.ctl.as_fd(), self.stop.as_fd()];
-        // A poll error is taken as the peer's loss: better an ended channel than a hang.
-        if let Ok(Some(1)) = ipcx_sys::poll::wait_readable(&fds, None) {
-            return;
+        let fds = [self.ctl.as_fd(), self.stop.as_fd(), self.nudge.as_fd()];
+        loop {
+            let at = self.alarm.at.load(Ordering::SeqCst);
+            // SYNC: sysv alarm — announce the instant we sleep toward, then look again: a
+            // receive that armed an earlier one meanwhile either sees it and nudges us, or
+            // is seen here.
+            self.alarm.planned.store(at, Ordering::SeqCst);
+            if self.alarm.at.load(Ordering::SeqCst) != at {
+                continue;
+            }
+            let timeout = (at != Alarm::NONE).then(|| self.alarm.until(at));
+            // A poll error is taken as the peer's loss: better an ended channel than a hang.
+            match ipcx_sys::poll::wait_readable(&fds, timeout) {
+                Ok(Some(1)) => return,
+                Ok(Some(2)) => {
+                    let _ = self.nudge.try_read(&mut [0; 64]);
+                }
+                Ok(None) => {
+                    // Still the receive's deadline (not disarmed or re-armed): wake it. A
+                    // full queue needs no wake-up message: the receive is not blocked.
+                    if self.alarm.at.load(Ordering::SeqCst) == at {
+                        let _ = self.queue.try_send(self.side.recv, &[]);
+                        let _ = self.alarm.at.compare_exchange(
+                            at,
+                            Alarm::NONE,
+                            Ordering::SeqCst,
+                            Ordering::SeqCst,
+                        );
+                    }
+                }
+                Ok(Some(_)) | Err(_) => break,
+            }
         }
         // SYNC: peer gone
         peer_gone.store(true, Ordering::Release);
