@@ -69,6 +69,11 @@ pub struct BenchArgs {
     /// Also write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Measure every entry N times, in N rounds over all entries (so that a slow spell of
+    /// the machine touches every entry alike), and report each entry's median round (by
+    /// p50). A single p50 swings by ±10% between runs on a VM; ratios of medians do less.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub repeat: u32,
     /// Fixed number of round trips (and of throughput messages) per entry instead of
     /// time-budgeted ones; for tests.
     #[arg(long, hide = true, value_name = "N")]

@@ -178,6 +178,19 @@ fn a_killed_peer_leaves_no_system_v_queue_behind() {
 }
 
 #[test]
+fn repeated_rounds_report_one_row_per_entry() {
+    let json = TempJson::new("repeat");
+    let out = bench(&[QUICK, &["--filter", "pipe", "--repeat", "3"]].concat(), Some(&json), None);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{}", text(&out.stderr));
+    assert!(stdout.lines().next().unwrap().contains("median of 3 rounds"), "{stdout}");
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("floor.pipe ")).count(), 1, "{stdout}");
+    let v = json.read();
+    assert_eq!(names_and_sizes(&v["results"]), [entry("floor.pipe", 64)]);
+    assert_eq!(v["results"][0]["samples"].as_u64(), Some(300), "one round's samples");
+}
+
+#[test]
 fn bad_arguments_give_one_clear_error_line() {
     let cases: &[&[&str]] = &[
         &["--raw", "--sizes", "0"],
@@ -185,6 +198,7 @@ fn bad_arguments_give_one_clear_error_line() {
         &["--raw", "--filter", "nosuchprimitive"],
         &["--raw", "--filter", "pipe,"],
         &["--raw", "--samples", "0"],
+        &["--raw", "--repeat", "0"],
     ];
     for args in cases {
         let out = bench(args, None, None);

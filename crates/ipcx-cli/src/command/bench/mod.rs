@@ -64,6 +64,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.samples == Some(0) {
         bail!("--samples must be at least 1");
     }
+    if args.repeat == 0 {
+        bail!("--repeat must be at least 1");
+    }
     let plan = Plan::new(args.quick, args.samples);
     let cpus = Placement::pin();
 
@@ -97,29 +100,42 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     }
 
-    let bar = progress(work.len());
-    for (floor, size) in work {
-        bar.set_message(format!("{} {}", floor.name(), report::size(size)));
-        let name = floor.name().to_owned();
-        match harness::measure(floor, size, &plan, cpus.peer) {
-            Ok(m) => report.results.push(Row {
-                name,
+    let bar = progress(work.len() * args.repeat as usize);
+    // rounds[i]: what each round measured of work item i.
+    let mut rounds: Vec<Vec<Result<Row, String>>> = work.iter().map(|_| Vec::new()).collect();
+    for _ in 0..args.repeat {
+        for (i, &(floor, size)) in work.iter().enumerate() {
+            bar.set_message(format!("{} {}", floor.name(), report::size(size)));
+            let measured = harness::measure(floor, size, &plan, cpus.peer).map(|m| Row {
+                name: floor.name().to_owned(),
                 size,
                 p50_ns: m.latency.p50_ns,
                 p99_ns: m.latency.p99_ns,
                 p999_ns: m.latency.p999_ns,
                 samples: m.latency.samples,
                 msgs_per_s: m.msgs_per_s,
-            }),
-            Err(e) => report.failed.push(Failed { name, size, error: format!("{e:#}") }),
+            });
+            rounds[i].push(measured.map_err(|e| format!("{e:#}")));
+            bar.inc(1);
         }
-        bar.inc(1);
     }
     bar.finish_and_clear();
+    for ((floor, size), measured) in work.iter().zip(rounds) {
+        match median_round(measured) {
+            Ok(row) => report.results.push(row),
+            Err(error) => {
+                report.failed.push(Failed { name: floor.name().to_owned(), size: *size, error })
+            }
+        }
+    }
 
     let mode = if args.quick { "quick" } else { "full" };
     let kind = if args.raw { "raw floors" } else { "all entries" };
-    println!("ipcx bench ({kind}, {mode}): {}", cpus.describe());
+    let rounds = match args.repeat {
+        1 => String::new(),
+        n => format!(", median of {n} rounds"),
+    };
+    println!("ipcx bench ({kind}, {mode}{rounds}): {}", cpus.describe());
     println!(
         "latency is one-way (round trip / 2); msgs/s and MB/s in one direction, at the receiver"
     );
@@ -147,6 +163,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         bail!("{} of {measured} measurements failed (listed above)", report.failed.len());
     }
     Ok(())
+}
+
+/// The round with the median p50 (the lower one of an even count); the first error if any
+/// round failed (a failure is never hidden behind a good round).
+fn median_round(rounds: Vec<Result<Row, String>>) -> Result<Row, String> {
+    let mut rows = rounds.into_iter().collect::<Result<Vec<Row>, String>>()?;
+    rows.sort_by_key(|r| r.p50_ns);
+    let middle = rows.len().saturating_sub(1) / 2;
+    rows.into_iter().nth(middle).ok_or_else(|| "not measured".to_owned())
 }
 
 /// Runs the hidden `ipcx __bench-peer`: the far side of one measurement.
@@ -268,6 +293,26 @@ fn progress(len: usize) -> ProgressBar {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_round_is_reported() {
+        let row = |p50_ns| Row {
+            name: "floor.x".into(),
+            size: 64,
+            p50_ns,
+            p99_ns: p50_ns,
+            p999_ns: p50_ns,
+            samples: 1,
+            msgs_per_s: None,
+        };
+        let p50 = |r: Result<Row, String>| r.map(|r| r.p50_ns);
+        assert_eq!(p50(median_round(vec![Ok(row(30)), Ok(row(10)), Ok(row(20))])), Ok(20));
+        assert_eq!(p50(median_round(vec![Ok(row(30)), Ok(row(10))])), Ok(10), "lower middle");
+        let failed = || Err("peer died".to_owned());
+        let failure = Err("peer died".to_owned());
+        assert_eq!(p50(median_round(vec![Ok(row(5)), failed()])), failure, "never hidden");
+        assert_eq!(p50(median_round(vec![failed(), failed()])), failure);
+    }
 
     #[test]
     fn sizes_are_checked_and_deduplicated() {
