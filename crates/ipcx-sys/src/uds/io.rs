@@ -179,6 +179,16 @@ pub(super) fn set_nonblocking(fd: BorrowedFd<'_>, on: bool) -> Result<(), SockOp
     rustix::io::ioctl_fionbio(fd, on).map_err(SockOptError)
 }
 
+/// Sets `SO_RCVTIMEO`: a blocking receive on `fd` then ends with `WouldBlock` after
+/// `timeout` (rounded up to a clock tick by the kernel); `None` (or zero) waits forever.
+pub(super) fn set_recv_timeout(
+    fd: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> Result<(), SockOptError> {
+    let timeout = timeout.filter(|t| !t.is_zero());
+    sockopt::set_socket_timeout(fd, sockopt::Timeout::Recv, timeout).map_err(SockOptError)
+}
+
 /// The largest datagram or seqpacket message `fd` can send (`SO_SNDBUF` - 32).
 pub(super) fn max_message_size(fd: BorrowedFd<'_>) -> Result<usize, SockOptError> {
     let buf = sockopt::socket_send_buffer_size(fd).map_err(SockOptError)?;

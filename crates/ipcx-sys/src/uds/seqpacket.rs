@@ -191,6 +191,12 @@ impl UdsSeqpacket {
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), SockOptError> {
         io::set_nonblocking(self.fd.as_fd(), nonblocking)
     }
+
+    /// Sets the socket's receive timeout (`SO_RCVTIMEO`), as
+    /// [`UdsStream::set_recv_timeout`](super::UdsStream::set_recv_timeout) does.
+    pub fn set_recv_timeout(&self, timeout: Option<Duration>) -> Result<(), SockOptError> {
+        io::set_recv_timeout(self.fd.as_fd(), timeout)
+    }
 }
 
 impl AsFd for UdsSeqpacket {

@@ -212,6 +212,15 @@ impl UdsStream {
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), SockOptError> {
         io::set_nonblocking(self.fd.as_fd(), nonblocking)
     }
+
+    /// Sets the socket's receive timeout (`SO_RCVTIMEO`): the blocking receives
+    /// ([`recv`](Self::recv), [`recv_with_fds`](Self::recv_with_fds)) then end with
+    /// `WouldBlock` after `timeout`, rounded up to a clock tick. `None` or zero: no timeout.
+    /// One system call per blocking receive, where the `_timeout` forms take a `poll` and
+    /// two receive attempts.
+    pub fn set_recv_timeout(&self, timeout: Option<Duration>) -> Result<(), SockOptError> {
+        io::set_recv_timeout(self.fd.as_fd(), timeout)
+    }
 }
 
 impl AsFd for UdsStream {

@@ -268,7 +268,9 @@ impl ChannelBuilder {
                 let mut sock = transport::seqpacket_connect(&path, deadline)
                     .map_err(|e| e.unwrap_or_else(no_listener))?;
                 let agreed = handshake_io::connect(&mut sock, hello, deadline)?;
-                let link = Link::Seqpacket(SeqpacketLink::new(sock, frame_max(&agreed)));
+                let link = SeqpacketLink::new(sock, frame_max(&agreed))
+                    .map_err(|e| ConnectError::os("setting the socket's receive timeout", e))?;
+                let link = Link::Seqpacket(link);
                 (link, agreed)
             }
             t => {
@@ -276,7 +278,9 @@ impl ChannelBuilder {
                     connect_uds(&path, deadline).map_err(|e| e.unwrap_or_else(no_listener))?;
                 let agreed = handshake_io::connect(&mut stream, hello, deadline)?;
                 let link = if t == Transport::UdsStream {
-                    Link::UdsStream(StreamLink::new(stream, frame_max(&agreed)))
+                    let link = StreamLink::new_uds(stream, frame_max(&agreed))
+                        .map_err(|e| ConnectError::os("setting the socket's receive timeout", e))?;
+                    Link::UdsStream(link)
                 } else {
                     let setup = self.setup(&ns, &agreed, deadline);
                     transport::connect(t, stream, &setup)?
@@ -430,7 +434,9 @@ impl Listener {
                 let Some(agreed) = self.handshake(&mut sock, admitted, hs_deadline)? else {
                     return Ok(None);
                 };
-                (Link::Seqpacket(SeqpacketLink::new(sock, frame_max(&agreed))), agreed)
+                let link = SeqpacketLink::new(sock, frame_max(&agreed))
+                    .map_err(|e| os("setting the socket's receive timeout", e))?;
+                (Link::Seqpacket(link), agreed)
             }
             Socket::Uds(l) => {
                 let r = match deadline {
@@ -450,7 +456,9 @@ impl Listener {
                     return Ok(None);
                 };
                 let link = if t == Transport::UdsStream {
-                    Link::UdsStream(StreamLink::new(stream, frame_max(&agreed)))
+                    let link = StreamLink::new_uds(stream, frame_max(&agreed))
+                        .map_err(|e| os("setting the socket's receive timeout", e))?;
+                    Link::UdsStream(link)
                 } else {
                     let setup = self.builder.setup(&self.namespace, &agreed, hs_deadline);
                     match transport::accept(t, stream, &setup) {

@@ -13,6 +13,7 @@ use ipcx_sys::uds::{
 };
 use ipcx_sys::{CreateMode, Permissions};
 
+use super::UdsWait;
 use crate::channel::error::{AcceptError, ConnectError};
 use crate::channel::handshake_io::FrameIo;
 use crate::channel::link::{Deadline, LinkError, LinkOps};
@@ -30,9 +31,16 @@ pub(crate) struct SeqpacketLink {
 }
 
 impl SeqpacketLink {
-    /// A link over a connected socket carrying frames of at most `max_frame` bytes.
-    pub(crate) fn new(sock: UdsSeqpacket, max_frame: usize) -> SeqpacketLink {
-        SeqpacketLink { sock, max_frame, buf: vec![0; max_frame], out: Vec::new(), fds: None }
+    /// A link over a connected socket carrying frames of at most `max_frame` bytes; the
+    /// socket's receives block in slices of [`RECV_SLICE`](super::RECV_SLICE) (which the
+    /// link's timed receives need: see [`UdsWait`]).
+    pub(crate) fn new(
+        sock: UdsSeqpacket,
+        max_frame: usize,
+    ) -> Result<SeqpacketLink, ipcx_sys::uds::SockOptError> {
+        sock.set_recv_timeout(Some(super::RECV_SLICE))?;
+        let (buf, out) = (vec![0; max_frame], Vec::new());
+        Ok(SeqpacketLink { sock, max_frame, buf, out, fds: None })
     }
 }
 
@@ -93,17 +101,18 @@ impl LinkOps for SeqpacketLink {
     }
 
     fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
-        let r = match deadline {
-            Deadline::Never => self.sock.recv_with_fds(&mut self.buf, MAX_FDS),
-            Deadline::Now => {
-                self.sock.recv_with_fds_timeout(&mut self.buf, MAX_FDS, Duration::ZERO)
+        let r = loop {
+            let buf = &mut self.buf;
+            let r = match UdsWait::of(deadline)? {
+                UdsWait::Now => self.sock.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
+                UdsWait::Block => self.sock.recv_with_fds(buf, MAX_FDS),
+                UdsWait::For(t) => self.sock.recv_with_fds_timeout(buf, MAX_FDS, t),
+            };
+            // A blocking receive that a slice ended: look at the deadline again.
+            let sliced = matches!(r, Err(RecvFdsError::Recv(RecvError::WouldBlock)));
+            if deadline == Deadline::Now || !sliced {
+                break r;
             }
-            d => match d.remaining() {
-                Some(t) if !t.is_zero() => {
-                    self.sock.recv_with_fds_timeout(&mut self.buf, MAX_FDS, t)
-                }
-                _ => return Err(LinkError::Timeout),
-            },
         };
         let n = match r {
             // Every frame is at least a header long: an empty read is the end of the connection.

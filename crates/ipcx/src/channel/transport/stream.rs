@@ -275,19 +275,38 @@ struct Truncated {
     have: usize,
 }
 
+impl StreamLink<UdsStream> {
+    /// A `uds-stream` link: its socket's receives block in slices of
+    /// [`RECV_SLICE`](super::RECV_SLICE).
+    pub fn new_uds(
+        stream: UdsStream,
+        max_frame: usize,
+    ) -> Result<StreamLink<UdsStream>, ipcx_sys::uds::SockOptError> {
+        stream.set_recv_timeout(Some(super::RECV_SLICE))?;
+        Ok(StreamLink::new(stream, max_frame))
+    }
+}
+
+/// Receives wait in blocking slices: the socket must have the receive timeout
+/// [`StreamLink::new_uds`] sets, or a timed receive could outlast its deadline.
 impl ByteIo for UdsStream {
     fn fds(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
         (self.as_fd(), self.as_fd())
     }
 
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
-        let r = match deadline {
-            Deadline::Never => UdsStream::recv(self, buf),
-            Deadline::Now => UdsStream::try_recv(self, buf).map(|n| n.unwrap_or(usize::MAX)),
-            d => match d.remaining() {
-                Some(t) if !t.is_zero() => UdsStream::recv_timeout(self, buf, t),
-                _ => return Err(LinkError::Timeout),
-            },
+        let r = loop {
+            let r = match super::UdsWait::of(deadline)? {
+                super::UdsWait::Now => {
+                    UdsStream::try_recv(self, buf).map(|n| n.unwrap_or(usize::MAX))
+                }
+                super::UdsWait::Block => UdsStream::recv(self, buf),
+                super::UdsWait::For(t) => UdsStream::recv_timeout(self, buf, t),
+            };
+            // A blocking receive that a slice ended: look at the deadline again.
+            if deadline == Deadline::Now || !matches!(r, Err(RecvError::WouldBlock)) {
+                break r;
+            }
         };
         match r {
             Ok(usize::MAX) => Err(LinkError::Timeout),
@@ -322,13 +341,17 @@ impl ByteIo for UdsStream {
         deadline: Deadline,
         fds: &mut VecDeque<Vec<OwnedFd>>,
     ) -> Result<usize, LinkError> {
-        let r = match deadline {
-            Deadline::Never => self.recv_with_fds(buf, MAX_FDS),
-            Deadline::Now => self.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
-            d => match d.remaining() {
-                Some(t) if !t.is_zero() => self.recv_with_fds_timeout(buf, MAX_FDS, t),
-                _ => return Err(LinkError::Timeout),
-            },
+        let r = loop {
+            let r = match super::UdsWait::of(deadline)? {
+                super::UdsWait::Now => self.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
+                super::UdsWait::Block => self.recv_with_fds(buf, MAX_FDS),
+                super::UdsWait::For(t) => self.recv_with_fds_timeout(buf, MAX_FDS, t),
+            };
+            // A blocking receive that a slice ended: look at the deadline again.
+            let sliced = matches!(r, Err(RecvFdsError::Recv(RecvError::WouldBlock)));
+            if deadline == Deadline::Now || !sliced {
+                break r;
+            }
         };
         match r {
             Ok((n, batch)) => {
