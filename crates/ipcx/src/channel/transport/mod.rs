@@ -198,6 +198,24 @@ impl UdsWait {
     }
 }
 
+/// The receive loop of the unix socket links: `recv` waits as told, and a blocking wait
+/// that a [`RECV_SLICE`] ended (`sliced` says which error that is) is tried again until the
+/// deadline makes the wait a shorter one or a timeout.
+pub(crate) fn recv_in_slices<T, E>(
+    deadline: Deadline,
+    mut recv: impl FnMut(UdsWait) -> Result<T, E>,
+    sliced: impl Fn(&E) -> bool,
+) -> Result<Result<T, E>, LinkError> {
+    loop {
+        let wait = UdsWait::of(deadline)?;
+        let blocking = matches!(wait, UdsWait::Block);
+        match recv(wait) {
+            Err(e) if blocking && sliced(&e) => {}
+            r => return Ok(r),
+        }
+    }
+}
+
 #[cfg(test)]
 mod wait_tests {
     use std::time::Instant;

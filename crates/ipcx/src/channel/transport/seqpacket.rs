@@ -13,7 +13,7 @@ use ipcx_sys::uds::{
 };
 use ipcx_sys::{CreateMode, Permissions};
 
-use super::UdsWait;
+use super::{recv_in_slices, UdsWait};
 use crate::channel::error::{AcceptError, ConnectError};
 use crate::channel::handshake_io::FrameIo;
 use crate::channel::link::{Deadline, LinkError, LinkOps};
@@ -101,19 +101,14 @@ impl LinkOps for SeqpacketLink {
     }
 
     fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
-        let r = loop {
-            let buf = &mut self.buf;
-            let r = match UdsWait::of(deadline)? {
-                UdsWait::Now => self.sock.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
-                UdsWait::Block => self.sock.recv_with_fds(buf, MAX_FDS),
-                UdsWait::For(t) => self.sock.recv_with_fds_timeout(buf, MAX_FDS, t),
-            };
-            // A blocking receive that a slice ended: look at the deadline again.
-            let sliced = matches!(r, Err(RecvFdsError::Recv(RecvError::WouldBlock)));
-            if deadline == Deadline::Now || !sliced {
-                break r;
-            }
+        let (sock, buf) = (&self.sock, &mut self.buf);
+        let recv = |wait| match wait {
+            UdsWait::Now => sock.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
+            UdsWait::Block => sock.recv_with_fds(buf, MAX_FDS),
+            UdsWait::For(t) => sock.recv_with_fds_timeout(buf, MAX_FDS, t),
         };
+        let sliced = |e: &RecvFdsError| matches!(e, RecvFdsError::Recv(RecvError::WouldBlock));
+        let r = recv_in_slices(deadline, recv, sliced)?;
         let n = match r {
             // Every frame is at least a header long: an empty read is the end of the connection.
             Ok((0, _)) | Err(RecvFdsError::Recv(RecvError::PeerReset)) => {

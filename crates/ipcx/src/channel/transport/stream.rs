@@ -21,6 +21,7 @@ use std::time::Duration;
 use ipcx_sys::pipe::{PipeReader, PipeWriter};
 use ipcx_sys::uds::{RecvError, RecvFdsError, SendError, SendFdsError, UdsStream, MAX_FDS};
 
+use super::{recv_in_slices, UdsWait};
 use crate::channel::link::{Deadline, LinkError, LinkOps};
 use crate::frame::{FrameHeader, HEADER_LEN};
 
@@ -295,19 +296,12 @@ impl ByteIo for UdsStream {
     }
 
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
-        let r = loop {
-            let r = match super::UdsWait::of(deadline)? {
-                super::UdsWait::Now => {
-                    UdsStream::try_recv(self, buf).map(|n| n.unwrap_or(usize::MAX))
-                }
-                super::UdsWait::Block => UdsStream::recv(self, buf),
-                super::UdsWait::For(t) => UdsStream::recv_timeout(self, buf, t),
-            };
-            // A blocking receive that a slice ended: look at the deadline again.
-            if deadline == Deadline::Now || !matches!(r, Err(RecvError::WouldBlock)) {
-                break r;
-            }
+        let recv = |wait| match wait {
+            UdsWait::Now => UdsStream::try_recv(self, buf).map(|n| n.unwrap_or(usize::MAX)),
+            UdsWait::Block => UdsStream::recv(self, buf),
+            UdsWait::For(t) => UdsStream::recv_timeout(self, buf, t),
         };
+        let r = recv_in_slices(deadline, recv, |e| matches!(e, RecvError::WouldBlock))?;
         match r {
             Ok(usize::MAX) => Err(LinkError::Timeout),
             Ok(n) => Ok(n),
@@ -341,18 +335,13 @@ impl ByteIo for UdsStream {
         deadline: Deadline,
         fds: &mut VecDeque<Vec<OwnedFd>>,
     ) -> Result<usize, LinkError> {
-        let r = loop {
-            let r = match super::UdsWait::of(deadline)? {
-                super::UdsWait::Now => self.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
-                super::UdsWait::Block => self.recv_with_fds(buf, MAX_FDS),
-                super::UdsWait::For(t) => self.recv_with_fds_timeout(buf, MAX_FDS, t),
-            };
-            // A blocking receive that a slice ended: look at the deadline again.
-            let sliced = matches!(r, Err(RecvFdsError::Recv(RecvError::WouldBlock)));
-            if deadline == Deadline::Now || !sliced {
-                break r;
-            }
+        let recv = |wait| match wait {
+            UdsWait::Now => self.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
+            UdsWait::Block => self.recv_with_fds(buf, MAX_FDS),
+            UdsWait::For(t) => self.recv_with_fds_timeout(buf, MAX_FDS, t),
         };
+        let sliced = |e: &RecvFdsError| matches!(e, RecvFdsError::Recv(RecvError::WouldBlock));
+        let r = recv_in_slices(deadline, recv, sliced)?;
         match r {
             Ok((n, batch)) => {
                 if !batch.is_empty() {
