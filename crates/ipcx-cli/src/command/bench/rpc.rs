@@ -32,7 +32,7 @@ use ipcx::rpc::{CallId, Raw, RawRpcClient, RpcServer, ServerHandle};
 use ipcx::Namespace;
 
 use super::chan::LONG_SPIN;
-use super::floors::{random_u64, Channel, Endpoint, Entry, Floor, PeerIo, OP_TIMEOUT};
+use super::floors::{Scratch, Channel, Endpoint, Entry, Floor, PeerIo, OP_TIMEOUT};
 
 /// The service name inside the namespace.
 const NAME: &str = "bench-rpc";
@@ -122,26 +122,6 @@ impl Floor for Rpc {
             })
         };
         Ok(Box::new(ServerEnd { _server: server, handled, seen: 0 }))
-    }
-}
-
-/// A fresh namespace whose runtime directory is removed on drop.
-#[derive(Debug)]
-struct Scratch {
-    ns: Namespace,
-}
-
-impl Scratch {
-    fn new() -> Result<Scratch> {
-        let name = format!("ipcx-bench-{}-{:016x}", std::process::id(), random_u64());
-        Ok(Scratch { ns: Namespace::new(&name).context("cannot name the bench's namespace")? })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // The directory is this process's own (random name, made for this entry).
-        let _ = std::fs::remove_dir_all(self.ns.dir());
     }
 }
 

@@ -18,7 +18,7 @@ use ipcx::channel::{
 };
 use ipcx::Namespace;
 
-use super::super::floors::{random_u64, Channel, Endpoint, PeerIo, OP_TIMEOUT};
+use super::super::floors::{Scratch, Channel, Endpoint, PeerIo, OP_TIMEOUT};
 
 /// The endpoint name inside the namespace.
 pub const NAME: &str = "bench";
@@ -48,27 +48,6 @@ impl Config {
         } else {
             builder
         }
-    }
-}
-
-/// A fresh namespace whose runtime directory is removed on drop.
-#[derive(Debug)]
-struct Scratch {
-    ns: Namespace,
-}
-
-impl Scratch {
-    fn new() -> Result<Scratch> {
-        let name = format!("ipcx-bench-{}-{:016x}", std::process::id(), random_u64());
-        let ns = Namespace::new(&name).context("cannot name the bench's namespace")?;
-        Ok(Scratch { ns })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // The directory is this process's own (random name, made for this channel).
-        let _ = std::fs::remove_dir_all(self.ns.dir());
     }
 }
 

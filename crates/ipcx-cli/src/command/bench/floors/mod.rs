@@ -70,6 +70,30 @@ pub fn unique_name(tag: &str) -> String {
     format!("ipcx-bench-{tag}-{}-{:016x}", std::process::id(), random_u64())
 }
 
+/// A fresh namespace (`ipcx-bench-<pid>-<random hex>`) for one entry's channels or
+/// services; its runtime directory is this process's own and is removed, with whatever is
+/// left in it, on drop.
+#[derive(Debug)]
+pub struct Scratch {
+    /// The namespace.
+    pub ns: ipcx::Namespace,
+}
+
+impl Scratch {
+    /// A namespace no other entry or run uses.
+    pub fn new() -> Result<Scratch> {
+        let name = format!("ipcx-bench-{}-{:016x}", std::process::id(), random_u64());
+        let ns = ipcx::Namespace::new(&name).context("cannot name the bench's namespace")?;
+        Ok(Scratch { ns })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.ns.dir());
+    }
+}
+
 /// 64 unpredictable bits: the output of a fresh, randomly keyed std hasher.
 pub fn random_u64() -> u64 {
     RandomState::new().build_hasher().finish()

@@ -15,7 +15,7 @@ use ipcx::node::Node;
 use ipcx::pubsub::{PubSubConfig, Publisher, RecvError, Subscriber};
 use ipcx::Namespace;
 
-use super::super::floors::{random_u64, Channel, Endpoint, PeerIo};
+use super::super::floors::{Scratch, Channel, Endpoint, PeerIo};
 
 /// Service the bench publishes to.
 const PING: &str = "ping";
@@ -31,19 +31,6 @@ pub struct Config {
     pub spin: Duration,
 }
 
-/// A fresh namespace whose runtime directory is removed on drop.
-#[derive(Debug)]
-struct Scratch {
-    ns: Namespace,
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        // The directory is this process's own (random name, made for this entry).
-        let _ = std::fs::remove_dir_all(self.ns.dir());
-    }
-}
-
 /// The publisher config for `size`-byte messages.
 fn config(size: usize) -> PubSubConfig {
     // Like the shm.* rings: 16 messages per lap for large sizes (a 16 MiB ring at 1 MiB), so
@@ -55,8 +42,8 @@ fn config(size: usize) -> PubSubConfig {
 /// Bench side: namespace, node, `ping` publisher; subscribes to `pong` once the peer is
 /// ready.
 pub fn create(config_: Config, size: usize) -> Result<Channel> {
-    let name = format!("ipcx-bench-{}-{:016x}", std::process::id(), random_u64());
-    let scratch = Scratch { ns: Namespace::new(&name).context("cannot name the namespace")? };
+    let scratch = Scratch::new()?;
+    let name = scratch.ns.name().to_owned();
     let node = Node::builder().namespace(scratch.ns.clone()).name("bench").create()?;
     let publisher = Publisher::<Vec<u8>>::create(&node, PING, config(size))
         .context("cannot create the ping publisher")?;
