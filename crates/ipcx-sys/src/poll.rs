@@ -15,9 +15,18 @@ pub fn wait_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
 ) -> Result<Option<usize>, Errno> {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut polled: Vec<PollFd<'_>> =
         fds.iter().map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN)).collect();
+    if poll_for(&mut polled, timeout)? == 0 {
+        return Ok(None);
+    }
+    Ok(polled.iter().position(|p| !p.revents().is_empty()))
+}
+
+/// `poll` on `polled` for at most `timeout` (`None`: no limit), `EINTR` retried with the
+/// time left; the number of fds with events (0: the timeout passed).
+fn poll_for(polled: &mut [PollFd<'_>], timeout: Option<Duration>) -> Result<usize, Errno> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
         let left = match (timeout, deadline) {
             (None, _) | (Some(_), None) => None,
@@ -25,11 +34,9 @@ pub fn wait_readable(
                 Some(crate::time::relative(d.saturating_duration_since(Instant::now())))
             }
         };
-        match poll(&mut polled, left.as_ref()) {
-            Ok(0) => return Ok(None),
-            Ok(_) => return Ok(polled.iter().position(|p| !p.revents().is_empty())),
+        match poll(polled, left.as_ref()) {
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
+            r => return r,
         }
     }
 }
@@ -52,7 +59,6 @@ pub fn wait_read_write(
     timeout: Option<Duration>,
 ) -> Result<Ready, Errno> {
     use std::os::fd::AsRawFd;
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let same = read.as_raw_fd() == write.as_raw_fd();
     let mut polled = if same {
         vec![PollFd::from_borrowed_fd(read, PollFlags::IN | PollFlags::OUT)]
@@ -62,32 +68,17 @@ pub fn wait_read_write(
             PollFd::from_borrowed_fd(write, PollFlags::OUT),
         ]
     };
-    loop {
-        let left = match (timeout, deadline) {
-            (None, _) | (Some(_), None) => None,
-            (Some(_), Some(d)) => {
-                Some(crate::time::relative(d.saturating_duration_since(Instant::now())))
-            }
-        };
-        match poll(&mut polled, left.as_ref()) {
-            Ok(0) => return Ok(Ready::default()),
-            Ok(_) => {
-                let bad = PollFlags::HUP | PollFlags::ERR;
-                let r = polled[0].revents();
-                let w = polled.last().map_or(PollFlags::empty(), PollFd::revents);
-                return Ok(Ready {
-                    readable: r.intersects(PollFlags::IN | bad),
-                    writable: if same {
-                        r.intersects(PollFlags::OUT | bad)
-                    } else {
-                        w.intersects(PollFlags::OUT | bad)
-                    },
-                });
-            }
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e),
-        }
+    if poll_for(&mut polled, timeout)? == 0 {
+        return Ok(Ready::default());
     }
+    let bad = PollFlags::HUP | PollFlags::ERR;
+    // One entry when both are the same fd: then the first is also the last.
+    let r = polled[0].revents();
+    let w = polled.last().map_or(PollFlags::empty(), PollFd::revents);
+    Ok(Ready {
+        readable: r.intersects(PollFlags::IN | bad),
+        writable: w.intersects(PollFlags::OUT | bad),
+    })
 }
 
 #[cfg(test)]

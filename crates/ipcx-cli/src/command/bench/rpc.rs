@@ -32,7 +32,7 @@ use ipcx::rpc::{CallId, Raw, RawRpcClient, RpcServer, ServerHandle};
 use ipcx::Namespace;
 
 use super::chan::LONG_SPIN;
-use super::floors::{Scratch, Channel, Endpoint, Entry, Floor, PeerIo, OP_TIMEOUT};
+use super::floors::{Channel, Endpoint, Entry, Floor, PeerIo, Scratch, OP_TIMEOUT};
 
 /// The service name inside the namespace.
 const NAME: &str = "bench-rpc";

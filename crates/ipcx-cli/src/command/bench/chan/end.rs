@@ -18,7 +18,7 @@ use ipcx::channel::{
 };
 use ipcx::Namespace;
 
-use super::super::floors::{Scratch, Channel, Endpoint, PeerIo, OP_TIMEOUT};
+use super::super::floors::{Channel, Endpoint, PeerIo, Scratch, OP_TIMEOUT};
 
 /// The endpoint name inside the namespace.
 pub const NAME: &str = "bench";

@@ -15,7 +15,7 @@ use ipcx::node::Node;
 use ipcx::pubsub::{PubSubConfig, Publisher, RecvError, Subscriber};
 use ipcx::Namespace;
 
-use super::super::floors::{Scratch, Channel, Endpoint, PeerIo};
+use super::super::floors::{Channel, Endpoint, PeerIo, Scratch};
 
 /// Service the bench publishes to.
 const PING: &str = "ping";
