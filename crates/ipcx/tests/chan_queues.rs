@@ -7,7 +7,11 @@ use ipcx::channel::{Channel, RecvError, SendError, Transport};
 use ipcx::Namespace;
 use ipcx_sys::posix_mq::{OpenError, PosixMq};
 use ipcx_sys::CreateMode;
-use ipcx_testkit::{peer, read_command, signal, sysv_id_exists, unique_name, Peer, SysvKind};
+use ipcx_testkit::{peer, read_command, signal, sysv_id_exists, Peer, SysvKind};
+
+mod common;
+
+use common::Ns;
 
 ipcx_testkit::peer_entry!(peer_main);
 
@@ -78,21 +82,6 @@ fn peer_main(role: &str, args: &[String]) {
             read_command();
         }
         _ => panic!("unknown role {role}"),
-    }
-}
-
-/// A namespace for one test, its directory removed at the end.
-struct Ns(Namespace);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        Ns(Namespace::new(&unique_name(tag)).unwrap())
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.0.dir());
     }
 }
 

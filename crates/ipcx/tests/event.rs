@@ -11,30 +11,15 @@ use ipcx::event::{
 };
 use ipcx::sys::uds::{UdsAddr, UdsDatagram};
 use ipcx::{Namespace, Node, Pattern, Service};
-use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name, NOBODY_UID};
+use ipcx_testkit::{peer, read_command, signal, NOBODY_UID};
+
+mod common;
+
+use common::Ns;
 
 ipcx_testkit::peer_entry!(peer_main);
 
 const LONG: Duration = Duration::from_secs(10);
-
-/// A namespace of its own, removed (with whatever is in its directory) on drop.
-struct Ns(Namespace);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        Ns(Namespace::new(&unique_name(tag)).unwrap())
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.0.dir());
-        if !thread::panicking() {
-            assert!(leftovers(self.0.name()).is_empty(), "left in /dev/shm");
-            assert!(!self.0.dir().exists(), "namespace directory removed");
-        }
-    }
-}
 
 fn peer_main(role: &str, args: &[String]) {
     let ns = Namespace::new(&args[0]).unwrap();

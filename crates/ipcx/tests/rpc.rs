@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use ipcx::rpc::{CallError, ErrorCode, Raw, RawRpcClient, RpcClient, RpcServer};
 use ipcx::{Channel, Namespace, Transport};
-use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name};
+use ipcx_testkit::{peer, read_command, signal};
 use serde::{Deserialize, Serialize};
+
+mod common;
+
+use common::Ns;
 
 ipcx_testkit::peer_entry!(peer_main);
 
@@ -126,24 +130,6 @@ fn in_place_server(ns: &Namespace) -> ipcx::rpc::ServerHandle {
         }
         Ok(())
     })
-}
-
-/// A namespace of its own, removed (with whatever is in its directory) on drop.
-struct Ns(Namespace);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        Ns(Namespace::new(&unique_name(tag)).unwrap())
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.0.dir());
-        if !thread::panicking() {
-            assert!(leftovers(self.0.name()).is_empty(), "left in /dev/shm");
-        }
-    }
 }
 
 #[test]

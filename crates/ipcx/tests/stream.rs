@@ -9,32 +9,17 @@ use std::time::{Duration, Instant};
 
 use ipcx::stream::ByteStream;
 use ipcx::{Namespace, Transport};
-use ipcx_testkit::{leftovers, peer, read_command, signal, unique_name};
+use ipcx_testkit::{peer, read_command, signal};
+
+mod common;
+
+use common::Ns;
 
 ipcx_testkit::peer_entry!(peer_main);
 
 const NAME: &str = "bytes";
 const LONG: Duration = Duration::from_secs(10);
 const TEN_MIB: usize = 10 << 20;
-
-/// A namespace of its own, removed (with whatever is in its directory) on drop.
-struct Ns(Namespace);
-
-impl Ns {
-    fn new(tag: &str) -> Ns {
-        Ns(Namespace::new(&unique_name(tag)).unwrap())
-    }
-}
-
-impl Drop for Ns {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(self.0.dir());
-        if !thread::panicking() {
-            assert!(leftovers(self.0.name()).is_empty(), "left in /dev/shm");
-            assert!(!self.0.dir().exists(), "namespace directory removed");
-        }
-    }
-}
 
 /// Deterministic pseudo-random bytes (xorshift64*).
 fn random_bytes(len: usize, mut seed: u64) -> Vec<u8> {
