@@ -143,8 +143,11 @@ impl<T: Message> Publisher<T> {
             policy: config.policy.ring(),
             history: config.history,
         };
-        let (segment, space) = layout::create_pub_segment(&seg_name, ring, config.permissions)?;
+        // Registered before it exists, like the bell: a publisher killed between the two
+        // steps leaves a resource the cleaner finds (or finds already gone), never an
+        // object nobody knows of (the crash storm caught one).
         node.register_resource(Resource::PosixShm { name: seg_name.clone() })?;
+        let (segment, space) = layout::create_pub_segment(&seg_name, ring, config.permissions)?;
         let writer = Writer::attach(Arc::clone(segment.region()), segment.payload_offset() + RING)
             .map_err(|e| CreateError::Layout(e.to_string()))?;
 
