@@ -272,6 +272,11 @@ pub fn crc32c(payload: &[u8]) -> u32 {
     crc32c::crc32c(payload)
 }
 
+/// The crc32c of a payload sent in `parts` (their concatenation).
+pub(crate) fn crc32c_of(parts: [&[u8]; 2]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(parts[0]), parts[1])
+}
+
 /// Which header field held a forbidden value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReservedField {

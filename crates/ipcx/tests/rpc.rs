@@ -313,6 +313,16 @@ fn unary_handlers_answer_in_place() {
         Err(e) => assert!(matches!(e, CallError::Timeout), "{e}"),
     }
     assert_eq!(c.call(b"after", LONG).unwrap(), b"retfa");
+    // More calls started than both rings hold (1024 records of 128 bytes each way): the
+    // server's in-place answers meet a full response ring and wait for room while the
+    // client, its request ring full, takes responses in; every call still gets its own.
+    let many: Vec<_> =
+        (0..5000u32).map(|i| (i, c.start(&i.to_le_bytes(), Some(LONG)).unwrap())).collect();
+    for (i, id) in many {
+        let mut want = i.to_le_bytes();
+        want.reverse();
+        assert_eq!(c.wait_in_place(id, None, |r| r.to_vec()).unwrap(), want, "call {i}");
+    }
     drop(c);
     server.send("stop");
     server.wait_success();

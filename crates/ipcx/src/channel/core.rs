@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::error::{RecvError, SendError};
 use super::link::{Deadline, LinkError, LinkOps};
-use super::transport::shm::Plain;
+use super::transport::shm::{Plain, Sent};
 use super::{Link, SendMode, Transport};
 use crate::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
 
@@ -103,6 +103,20 @@ pub(crate) struct Core {
     state: State,
 }
 
+/// What [`Core::recv_reply`] did with the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// None was asked for.
+    None,
+    /// Sent.
+    Sent,
+    /// The channel was full: the reply is still in the caller's buffer.
+    Full,
+    /// The send failed for good (the peer is gone or broke the protocol); the channel's next
+    /// operation reports why.
+    Failed,
+}
+
 /// What one received frame turned out to be.
 enum Got<R> {
     /// A data frame, handed to the caller's function: its result and the seq to acknowledge.
@@ -173,12 +187,25 @@ impl Core {
         mode: SendMode,
         deadline: Deadline,
     ) -> Result<(), SendError> {
+        self.send_parts([&[], msg], fds, mode, deadline)
+    }
+
+    /// Sends one message made of `parts`, one after the other (a header the caller built
+    /// apart from its body need not be copied in front of it first); as [`send`](Self::send).
+    pub(crate) fn send_parts(
+        &mut self,
+        parts: [&[u8]; 2],
+        fds: &[BorrowedFd<'_>],
+        mode: SendMode,
+        deadline: Deadline,
+    ) -> Result<(), SendError> {
         if self.state != State::Open {
             return Err(SendError::PeerGone);
         }
-        if msg.len() > self.max_send {
+        let len = parts[0].len() + parts[1].len();
+        if len > self.max_send {
             return Err(SendError::TooLarge {
-                len: msg.len(),
+                len,
                 max: self.max_send,
                 transport: self.transport,
                 hint: self.transport.size_hint(),
@@ -194,16 +221,31 @@ impl Core {
         }
         let crc = if self.checksum {
             flags = flags | FrameFlags::CRC;
-            crate::frame::crc32c(msg)
+            crate::frame::crc32c_of(parts)
         } else {
             0
         };
-        let header = FrameHeader { kind: FrameKind::Data, flags, len: msg.len() as u32, crc, seq };
+        let header = FrameHeader { kind: FrameKind::Data, flags, len: len as u32, crc, seq };
         let bytes = header.encode();
+        if let (Link::Shm(link), SendMode::Buffered, true) = (&mut self.link, mode, fds.is_empty())
+        {
+            match link.send_plain(&bytes, parts) {
+                Sent::Yes => {
+                    self.sent = seq;
+                    return Ok(());
+                }
+                Sent::Other => {}
+                Sent::Unrung(e) => {
+                    // The frame is out: its number is used.
+                    self.sent = seq;
+                    return Err(self.send_failed(e));
+                }
+            }
+        }
         let sent = if fds.is_empty() {
-            self.link.send(&[&bytes, msg], deadline)
+            self.link.send(&[&bytes, parts[0], parts[1]], deadline)
         } else {
-            self.link.send_fds(&[&bytes, msg], fds, deadline)
+            self.link.send_fds(&[&bytes, parts[0], parts[1]], fds, deadline)
         };
         match sent {
             Ok(()) => self.sent = seq,
@@ -279,6 +321,33 @@ impl Core {
                 Got::Close => return Err(RecvError::Closed),
             }
         }
+    }
+
+    /// A request/response server's step, one call into the channel per request: receives
+    /// like [`recv`](Self::recv) (`f` always takes the message) and, if `f` left a reply in
+    /// `head` and `body` (returned `true` beside its result), sends it at once (the two one
+    /// after the other, as one message), buffered, without waiting. What became of the reply
+    /// comes back beside `f`'s result; on [`Reply::Full`] it is still in the buffers, for
+    /// the caller to send when there is room.
+    pub(crate) fn recv_reply<R>(
+        &mut self,
+        deadline: Deadline,
+        head: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        f: impl FnOnce(&[u8], &mut Vec<u8>, &mut Vec<u8>) -> (R, bool),
+    ) -> Result<(R, Reply), RecvError> {
+        let got = self.recv(deadline, |msg| Some(f(msg, &mut *head, &mut *body)))?;
+        let (r, reply) =
+            got.expect("a function that always accepts never leaves the message queued");
+        if !reply {
+            return Ok((r, Reply::None));
+        }
+        let sent = match self.send_parts([head, body], &[], SendMode::Buffered, Deadline::Now) {
+            Ok(()) => Reply::Sent,
+            Err(SendError::Full) => Reply::Full,
+            Err(_) => Reply::Failed,
+        };
+        Ok((r, sent))
     }
 
     /// The fast path of [`recv`](Self::recv) on shm: while nothing is kept and the next

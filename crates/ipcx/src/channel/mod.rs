@@ -57,6 +57,7 @@ pub use pod::{PodChannel, PodMessage, PodSizeError};
 pub use typed::{TypedChannel, TypedError};
 
 use self::core::Core;
+pub(crate) use self::core::Reply;
 use crate::contract::ContractId;
 pub(crate) use builder::read_addr_file;
 use link::Deadline;
@@ -244,6 +245,18 @@ impl Channel {
         self.core.send(msg, &[], mode, Deadline::after(timeout))
     }
 
+    /// [`send_with`](Self::send_with) of the message `head` followed by `body`, without
+    /// copying them together first (the RPC adapters' envelope header and request).
+    pub(crate) fn send_parts(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        mode: SendMode,
+        timeout: Option<Duration>,
+    ) -> Result<(), SendError> {
+        self.core.send_parts([head, body], &[], mode, Deadline::after(timeout))
+    }
+
     /// Sends `msg` with `fds` attached (`SCM_RIGHTS`; `uds-stream` and `uds-seqpacket` only,
     /// at most 253 fds, messages of at most 64 KiB on `uds-stream`), in the channel's send
     /// mode, waiting at most `timeout`. The peer gets duplicates of the fds with
@@ -327,6 +340,18 @@ impl Channel {
         let deadline = deadline.map_or(Deadline::Never, Deadline::At);
         let got = self.core.recv(deadline, |msg| Some(f(msg)))?;
         Ok(got.expect("a function that always accepts never leaves the message queued"))
+    }
+
+    /// A server's step (see [`Core::recv_reply`]): receives until `deadline` (`None`: no
+    /// deadline) into `f`, which may leave a reply in `head` and `body` to be sent at once.
+    pub(crate) fn recv_reply_until<R>(
+        &mut self,
+        deadline: Option<Instant>,
+        head: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        f: impl FnOnce(&[u8], &mut Vec<u8>, &mut Vec<u8>) -> (R, bool),
+    ) -> Result<(R, Reply), RecvError> {
+        self.core.recv_reply(deadline.map_or(Deadline::Never, Deadline::At), head, body, f)
     }
 
     /// Receives the next message as an owned buffer.

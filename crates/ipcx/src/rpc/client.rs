@@ -116,7 +116,7 @@ impl<Req: Payload, Resp: Payload> RpcClient<Req, Resp> {
     /// server answers or dies). Collect the response with [`wait`](Self::wait) or
     /// [`poll`](Self::poll), in any order.
     pub fn start(&mut self, req: &Req, timeout: Option<Duration>) -> Result<CallId, CallError> {
-        self.core.start_with(timeout, |out| req.encode(out))
+        self.core.start_with(timeout, |out| req.encode(out), &[])
     }
 
     /// Waits for the response of call `id`, at most `timeout` (`None`: until the call's own
@@ -201,10 +201,8 @@ impl RawRpcClient {
 
     /// Sends `req` (see [`RpcClient::start`]).
     pub fn start(&mut self, req: &[u8], timeout: Option<Duration>) -> Result<CallId, CallError> {
-        self.inner.core.start_with(timeout, |out| {
-            out.extend_from_slice(req);
-            Ok(())
-        })
+        // The request goes out after the envelope header as it is, not copied behind it.
+        self.inner.core.start_with(timeout, |_| Ok(()), req)
     }
 
     /// Waits for a response (see [`RpcClient::wait`]).
@@ -316,11 +314,13 @@ fn outcome(event: Event) -> Result<Option<Vec<u8>>, CallError> {
 }
 
 impl Core {
-    /// Starts a call whose request `write` appends.
+    /// Starts a call whose request is what `write` appends to the envelope header, then
+    /// `tail`.
     fn start_with(
         &mut self,
         timeout: Option<Duration>,
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+        tail: &[u8],
     ) -> Result<CallId, CallError> {
         if self.gone {
             return Err(CallError::ServerGone);
@@ -337,7 +337,7 @@ impl Core {
         // Never block on a full channel while the server may be blocked on us: take in
         // responses between attempts.
         loop {
-            match self.ch.send_with(&self.buf, SendMode::Buffered, Some(Duration::ZERO)) {
+            match self.ch.send_parts(&self.buf, tail, SendMode::Buffered, Some(Duration::ZERO)) {
                 Ok(()) => {
                     self.session.sent(id, first_full.unwrap_or_else(Instant::now));
                     return Ok(id);
@@ -506,6 +506,15 @@ impl Core {
         let session = &mut self.session;
         let mut f = Some(f);
         let got = self.ch.recv_in_place_until(deadline, |bytes| -> Result<(), Box<Bad>> {
+            // The usual case first: the response awaited (`plain` takes every valid one).
+            if let Some((id, payload)) = envelope::plain(bytes, Kind::Response) {
+                if id == want.0 && session.end_awaited(want) {
+                    if let Some(f) = f.take() {
+                        f(Body::Response(payload));
+                    }
+                    return Ok(());
+                }
+            }
             let env = envelope::decode(bytes).map_err(|e| Box::new(Bad::Envelope(e)))?;
             match session.handle_for(env, want) {
                 Ok(Some(body)) => {

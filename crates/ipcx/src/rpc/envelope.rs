@@ -258,6 +258,24 @@ pub fn decode(bytes: &[u8]) -> Result<Envelope<'_>, EnvelopeError> {
     Ok(Envelope { id, body })
 }
 
+/// The id and body of `bytes` if they are a valid Request (`kind` [`Kind::Request`], with
+/// or without a deadline hint) or Response (`kind` [`Kind::Response`]); `None` for anything
+/// else, valid or not, which [`decode`] then judges. The fast path of both ends of a call:
+/// one or two comparisons of the first header word.
+#[inline]
+pub(crate) fn plain(bytes: &[u8], kind: Kind) -> Option<(u64, &[u8])> {
+    let (header, body) = bytes.split_first_chunk::<HEADER_LEN>()?;
+    let (head, id) = header.split_at(8);
+    let head = u64::from_le_bytes(head.try_into().ok()?);
+    let id = u64::from_le_bytes(id.try_into().ok()?);
+    // version, kind, flags 0, reserved 0, deadline 0
+    let bare = u64::from(VERSION) | u64::from(kind as u8) << 8;
+    // A Request may carry a deadline hint: flag set, any number of ms.
+    let hinted =
+        kind == Kind::Request && head as u32 == bare as u32 | u32::from(FLAG_DEADLINE) << 16;
+    (head == bare || hinted).then_some((id, body))
+}
+
 /// Bytes that are not a valid envelope: the peer is broken or hostile; close the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
@@ -348,6 +366,46 @@ mod tests {
         assert_eq!(decode(&out), Ok(env));
         out.truncate(HEADER_LEN + 1);
         assert!(matches!(decode(&out), Err(EnvelopeError::Body { kind: Kind::Error, len: 1 })));
+    }
+
+    #[test]
+    fn the_fast_check_takes_exactly_the_valid_requests_and_responses() {
+        for (version, kind, flags, reserved, ms) in header_words() {
+            let mut bytes = vec![version, kind, flags, reserved];
+            bytes.extend_from_slice(&ms.to_le_bytes());
+            bytes.extend_from_slice(&42u64.to_le_bytes());
+            bytes.extend_from_slice(b"body");
+            for want in [Kind::Request, Kind::Response] {
+                let fast = plain(&bytes, want);
+                let full = match decode(&bytes) {
+                    Ok(Envelope { id, body: Body::Request { payload, .. } })
+                        if want == Kind::Request =>
+                    {
+                        Some((id, payload))
+                    }
+                    Ok(Envelope { id, body: Body::Response(payload) })
+                        if want == Kind::Response =>
+                    {
+                        Some((id, payload))
+                    }
+                    _ => None,
+                };
+                assert_eq!(fast, full, "{bytes:?} as {want:?}");
+            }
+        }
+        assert_eq!(plain(&[1, 2, 0, 0], Kind::Response), None, "shorter than a header");
+    }
+
+    /// Header words around the valid ones: every version, kind and flags byte near the
+    /// defined values, reserved and deadline bytes zero or not.
+    fn header_words() -> impl Iterator<Item = (u8, u8, u8, u8, u32)> {
+        (0..3u8).flat_map(|v| {
+            (0..8u8).flat_map(move |k| {
+                (0..4u8).flat_map(move |f| {
+                    [0u8, 1].into_iter().flat_map(move |r| [0u32, 7].map(|ms| (v, k, f, r, ms)))
+                })
+            })
+        })
     }
 
     #[test]

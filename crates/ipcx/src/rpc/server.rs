@@ -23,7 +23,7 @@ use super::envelope::{self, Body, Envelope, ErrorCode, Kind, HEADER_LEN};
 use super::session::{CallId, Queued, ServerSession};
 use super::{rpc_contract, BindError, Payload, Raw};
 use crate::channel::{
-    AcceptError, Channel, ChannelBuilder, Listener, RecvError, SendError, SendMode,
+    AcceptError, Channel, ChannelBuilder, Listener, RecvError, Reply, SendError, SendMode,
 };
 use crate::codec::EncodeError;
 use crate::namespace::Namespace;
@@ -35,6 +35,8 @@ use crate::Transport;
 pub const DEFAULT_SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 /// How often blocked server threads look at the stop flag.
 const SLICE: Duration = Duration::from_millis(50);
+/// How long a response waits for room in the channel between looks at the stop flag.
+const ROOM_SLICE: Duration = Duration::from_millis(10);
 
 /// A streaming handler.
 type HandlerFn<Req, Resp> =
@@ -319,12 +321,14 @@ fn serve_connection<Req: Payload, Resp: Payload>(
     while !conn.gone && !stop.load(Ordering::Relaxed) {
         if conn.session.queued() == 0 {
             // Wakes up at least every SLICE to look at `stop` (earlier when the clock is
-            // stale: then it is read again). A request answered in place is sent here.
+            // stale: then it is read again). A request answered in place is sent by the
+            // receive itself; only one that found the channel full is sent here.
             match conn.take_in_until(conn.clock + SLICE, unary) {
-                Some(Took::Answered) => {
+                Some(Took::Answered(Reply::Full)) => {
                     let _ = conn.send_buf(stop);
                 }
-                Some(Took::Queued) => {}
+                Some(Took::Answered(Reply::Failed)) => conn.gone = true,
+                Some(Took::Answered(_) | Took::Queued) => {}
                 None => conn.clock = Instant::now(),
             }
             continue;
@@ -375,8 +379,9 @@ fn stream<Req: Payload, Resp: Payload>(
 }
 
 /// Runs a unary handler on request `id`, its response going to `body` (cleared first), and
-/// leaves the whole response envelope (or an Error envelope) in `out`. `max` is the largest
-/// message the channel sends.
+/// leaves the response envelope's header in `out`, to be sent followed by `body`; or, if
+/// the handler failed, the whole Error envelope in `out` and `body` empty. `max` is the
+/// largest message the channel sends.
 fn answer(
     out: &mut Vec<u8>,
     body: &mut Vec<u8>,
@@ -390,7 +395,6 @@ fn answer(
         Ok(Ok(())) if body.len() + HEADER_LEN <= max => {
             out.clear();
             envelope::write_header(out, Kind::Response, id.0, None);
-            out.extend_from_slice(body);
             return;
         }
         Ok(Ok(())) => {
@@ -405,6 +409,7 @@ fn answer(
         Ok(Err(failure)) => failure,
         Err(_) => (ErrorCode::Internal, "the handler panicked".to_owned()),
     };
+    body.clear();
     write_error(out, id, failure.0, &failure.1, max);
 }
 
@@ -423,9 +428,9 @@ fn write_error(out: &mut Vec<u8>, id: CallId, code: ErrorCode, text: &str, max: 
 struct Conn {
     ch: Channel,
     session: ServerSession,
-    /// The envelope being sent.
+    /// The envelope being sent (or its header, followed by `body`).
     buf: Vec<u8>,
-    /// A unary handler's response, before it goes into `buf`.
+    /// A unary handler's response, sent after `buf`; empty for every other message.
     body: Vec<u8>,
     gone: bool,
     /// The last clock reading (the end of an idle wait, or a request queued).
@@ -435,8 +440,9 @@ struct Conn {
 /// What a receive did with the envelope it brought.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Took {
-    /// A request, answered in place: the response is in the connection's buffer.
-    Answered,
+    /// A request, answered in place; what became of the response (on [`Reply::Full`] it
+    /// is still in the connection's buffer).
+    Answered(Reply),
     /// Taken into the session (queued, or a cancel).
     Queued,
 }
@@ -454,14 +460,21 @@ impl Conn {
     }
 
     /// Receives at most one envelope, waiting until `deadline`: a request that finds nothing
-    /// queued is answered in place by `unary` (if given), anything else goes to the session.
+    /// queued is answered in place by `unary` (if given), its response sent by the same call
+    /// into the channel; anything else goes to the session.
     fn take_in_until(&mut self, deadline: Instant, unary: Option<&UnaryFn>) -> Option<Took> {
         let max = self.ch.max_message();
-        let Conn { session, clock, buf, body, .. } = self;
-        let unary = unary.map(|f| Answer { handler: f, out: buf, body, max });
-        let got =
-            self.ch.recv_in_place_until(Some(deadline), |bytes| take(session, clock, unary, bytes));
-        self.took(got)
+        let Conn { ch, session, clock, buf, body, .. } = self;
+        let got = ch.recv_reply_until(Some(deadline), buf, body, |bytes, out, body| {
+            let unary = unary.map(|f| Answer { handler: f, out, body, max });
+            let took = take(session, clock, unary, bytes);
+            let answered = matches!(took, Ok(Took::Answered(_)));
+            (took, answered)
+        });
+        self.took(got.map(|(took, reply)| match took {
+            Ok(Took::Answered(_)) => Ok(Took::Answered(reply)),
+            other => other,
+        }))
     }
 
     /// Whether a receive brought an envelope; marks the connection gone if it ended.
@@ -482,17 +495,19 @@ impl Conn {
         }
     }
 
-    /// Sends `self.buf`, taking in requests and cancels while the channel is full.
+    /// Sends `self.buf` followed by `self.body`; while the channel is full, waits for room
+    /// (looking at `stop` every [`ROOM_SLICE`]). It takes no requests in meanwhile: a client
+    /// that does not read its responses is held back by its own full request channel, not
+    /// buffered here until it counts as a flood (an ipcx client takes responses in whenever
+    /// its requests cannot go out, so the two never wait on each other).
     fn send_buf(&mut self, stop: &AtomicBool) -> Result<(), RespondError> {
         loop {
-            match self.ch.send_with(&self.buf, SendMode::Buffered, Some(Duration::ZERO)) {
+            let (head, body) = (&self.buf, &self.body);
+            match self.ch.send_parts(head, body, SendMode::Buffered, Some(ROOM_SLICE)) {
                 Ok(()) => return Ok(()),
                 Err(SendError::Full | SendError::Timeout) => {
                     if stop.load(Ordering::Relaxed) {
                         return Err(RespondError::ShuttingDown);
-                    }
-                    if !self.take_in(Some(Duration::from_millis(1))) && self.gone {
-                        return Err(RespondError::ClientGone);
                     }
                 }
                 Err(SendError::PeerGone | SendError::Broken(_)) => {
@@ -522,14 +537,15 @@ fn take(
     unary: Option<Answer<'_>>,
     bytes: &[u8],
 ) -> Result<Took, String> {
-    let env = envelope::decode(bytes).map_err(|e| e.to_string())?;
-    if let (Some(a), Body::Request { payload, .. }) = (unary, env.body) {
-        // It has just come and nothing is ahead of it: its deadline has not passed.
-        if session.queued() == 0 {
-            answer(a.out, a.body, CallId(env.id), payload, a.handler, a.max);
-            return Ok(Took::Answered);
+    // A request that has just come with nothing ahead of it: its deadline has not passed.
+    // (`plain` takes every valid request; anything else is decoded below.)
+    if let Some(a) = unary.filter(|_| session.queued() == 0) {
+        if let Some((id, payload)) = envelope::plain(bytes, Kind::Request) {
+            answer(a.out, a.body, CallId(id), payload, a.handler, a.max);
+            return Ok(Took::Answered(Reply::None));
         }
     }
+    let env = envelope::decode(bytes).map_err(|e| e.to_string())?;
     let now = Instant::now();
     *clock = now;
     session.handle(env, now).map_err(|e| e.to_string())?;
@@ -602,6 +618,7 @@ impl<Resp: Payload> Responder<'_, Resp> {
             return Err(RespondError::Ended);
         }
         write_error(&mut self.conn.buf, self.id, code, text, self.conn.ch.max_message());
+        self.conn.body.clear();
         self.state = State::Ended;
         self.conn.send_buf(self.stop)
     }
@@ -621,6 +638,7 @@ impl<Resp: Payload> Responder<'_, Resp> {
             });
         }
         self.conn.buf.clear();
+        self.conn.body.clear();
         envelope::write_header(&mut self.conn.buf, kind, self.id.0, None);
         if let Some(msg) = msg {
             msg.encode(&mut self.conn.buf).map_err(RespondError::Encode)?;

@@ -121,7 +121,11 @@ impl ClientSession {
     }
 
     fn index(&self, id: u64) -> Option<usize> {
-        self.calls.binary_search_by_key(&id, |c| c.id).ok()
+        // Mostly the call awaited is the one started last.
+        match self.calls.last() {
+            Some(last) if last.id == id => Some(self.calls.len() - 1),
+            _ => self.calls.binary_search_by_key(&id, |c| c.id).ok(),
+        }
     }
 
     /// Starts a call that ends `timeout` after it is sent (never, if `None`): appends the
@@ -180,16 +184,23 @@ impl ClientSession {
         want: CallId,
     ) -> Result<Option<Body<'a>>, WrongDirection> {
         let last = matches!(env.body, Body::Response(_) | Body::ResponseEnd | Body::Error { .. });
-        if last && env.id == want.0 {
-            if let Some(i) = self.index(env.id) {
-                let call = &self.calls[i];
-                if !call.finished && call.queued == 0 {
-                    self.calls.remove(i);
-                    return Ok(Some(env.body));
-                }
-            }
+        if last && env.id == want.0 && self.end_awaited(want) {
+            return Ok(Some(env.body));
         }
         self.handle(env).map(|()| None)
+    }
+
+    /// Call `id`'s last word has come while it was awaited: if the call waits for it and has
+    /// no earlier event queued, it is forgotten (`true`: hand the word to the caller in
+    /// place); otherwise (`false`) the word goes through [`handle`](Self::handle).
+    pub fn end_awaited(&mut self, id: CallId) -> bool {
+        let Some(i) = self.index(id.0) else { return false };
+        let call = &self.calls[i];
+        if call.finished || call.queued != 0 {
+            return false;
+        }
+        self.calls.remove(i);
+        true
     }
 
     /// Ends every call whose deadline is at or before `now` with [`Event::Timeout`]; returns
