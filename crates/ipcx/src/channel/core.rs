@@ -192,7 +192,48 @@ impl Core {
 
     /// Sends one message made of `parts`, one after the other (a header the caller built
     /// apart from its body need not be copied in front of it first); as [`send`](Self::send).
+    /// A plain Data frame (buffered, no fds, no crc) on shm that fits in the ring now takes
+    /// the fast path, inlined into the caller; anything else the general one.
+    #[inline]
     pub(crate) fn send_parts(
+        &mut self,
+        parts: [&[u8]; 2],
+        fds: &[BorrowedFd<'_>],
+        mode: SendMode,
+        deadline: Deadline,
+    ) -> Result<(), SendError> {
+        let len = parts[0].len() + parts[1].len();
+        let plain = mode == SendMode::Buffered && fds.is_empty() && !self.checksum;
+        if let (Link::Shm(link), true) = (&mut self.link, plain) {
+            if self.state == State::Open && len <= self.max_send {
+                let seq = self.sent + 1;
+                let header = FrameHeader {
+                    kind: FrameKind::Data,
+                    flags: FrameFlags::NONE,
+                    len: len as u32,
+                    crc: 0,
+                    seq,
+                };
+                match link.send_plain(&header.encode(), parts) {
+                    Sent::Yes => {
+                        self.sent = seq;
+                        return Ok(());
+                    }
+                    Sent::Other => {}
+                    Sent::Unrung(e) => {
+                        // The frame is out: its number is used.
+                        self.sent = seq;
+                        return Err(self.send_failed(e));
+                    }
+                }
+            }
+        }
+        self.send_general(parts, fds, mode, deadline)
+    }
+
+    /// [`send_parts`](Self::send_parts) on every transport, in every mode.
+    #[inline(never)]
+    fn send_general(
         &mut self,
         parts: [&[u8]; 2],
         fds: &[BorrowedFd<'_>],
@@ -227,21 +268,6 @@ impl Core {
         };
         let header = FrameHeader { kind: FrameKind::Data, flags, len: len as u32, crc, seq };
         let bytes = header.encode();
-        if let (Link::Shm(link), SendMode::Buffered, true) = (&mut self.link, mode, fds.is_empty())
-        {
-            match link.send_plain(&bytes, parts) {
-                Sent::Yes => {
-                    self.sent = seq;
-                    return Ok(());
-                }
-                Sent::Other => {}
-                Sent::Unrung(e) => {
-                    // The frame is out: its number is used.
-                    self.sent = seq;
-                    return Err(self.send_failed(e));
-                }
-            }
-        }
         let sent = if fds.is_empty() {
             self.link.send(&[&bytes, parts[0], parts[1]], deadline)
         } else {
@@ -285,15 +311,28 @@ impl Core {
     /// Receives the next message and passes its payload to `f` (in place where the transport
     /// allows), waiting until `deadline`. If `f` declines it (returns `None`), the message
     /// stays queued, unacknowledged, for the next receive.
+    /// The fast path (see [`recv_plain`](Self::recv_plain)) is inlined into the caller,
+    /// the rest is not.
+    #[inline]
     pub(crate) fn recv<R>(
         &mut self,
         deadline: Deadline,
         f: impl FnOnce(&[u8]) -> Option<R>,
     ) -> Result<Option<R>, RecvError> {
-        let f = match self.recv_plain(deadline, f) {
-            Ok(got) => return Ok(got),
-            Err(f) => f,
-        };
+        match self.recv_plain(deadline, f) {
+            Ok(got) => Ok(got),
+            Err(f) => self.recv_general(deadline, f),
+        }
+    }
+
+    /// [`recv`](Self::recv) of what the fast path left: a failed wait, kept messages, any
+    /// frame that is not a plain Data frame, every transport but shm.
+    #[inline(never)]
+    fn recv_general<R>(
+        &mut self,
+        deadline: Deadline,
+        f: impl FnOnce(&[u8]) -> Option<R>,
+    ) -> Result<Option<R>, RecvError> {
         if let Some(e) = self.wait_failed.take() {
             return Err(self.link_failed(e, deadline));
         }
