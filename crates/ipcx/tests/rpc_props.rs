@@ -66,8 +66,7 @@ proptest! {
     fn every_response_reaches_its_call(order in Just((0u64..16).collect::<Vec<_>>()).prop_shuffle()) {
         let now = Instant::now();
         let mut session = ClientSession::new();
-        let ids: Vec<_> = (0..16).map(|_| session.start(None, &mut Vec::new())).collect();
-        ids.iter().for_each(|id| session.sent(*id, now));
+        let ids: Vec<_> = (0..16).map(|_| session.start(None, now, &mut Vec::new())).collect();
         for i in &order {
             let id = ids[*i as usize];
             let mut out = Vec::new();

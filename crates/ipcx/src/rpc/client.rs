@@ -116,7 +116,7 @@ impl<Req: Payload, Resp: Payload> RpcClient<Req, Resp> {
     /// server answers or dies). Collect the response with [`wait`](Self::wait) or
     /// [`poll`](Self::poll), in any order.
     pub fn start(&mut self, req: &Req, timeout: Option<Duration>) -> Result<CallId, CallError> {
-        self.core.start_with(timeout, |out| req.encode(out), &[])
+        self.core.start_with(timeout, |out| req.encode(out), None)
     }
 
     /// Waits for the response of call `id`, at most `timeout` (`None`: until the call's own
@@ -202,7 +202,7 @@ impl RawRpcClient {
     /// Sends `req` (see [`RpcClient::start`]).
     pub fn start(&mut self, req: &[u8], timeout: Option<Duration>) -> Result<CallId, CallError> {
         // The request goes out after the envelope header as it is, not copied behind it.
-        self.inner.core.start_with(timeout, |_| Ok(()), req)
+        self.inner.core.start_with(timeout, |_| Ok(()), Some(req))
     }
 
     /// Waits for a response (see [`RpcClient::wait`]).
@@ -314,60 +314,51 @@ fn outcome(event: Event) -> Result<Option<Vec<u8>>, CallError> {
 }
 
 impl Core {
-    /// Starts a call whose request is what `write` appends to the envelope header, then
-    /// `tail`.
+    /// Starts a call whose request is `raw`, or else what `encode` writes. The envelope
+    /// header goes out from the stack in front of it; the call is recorded once it is out.
     fn start_with(
         &mut self,
         timeout: Option<Duration>,
-        write: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
-        tail: &[u8],
+        encode: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+        raw: Option<&[u8]>,
     ) -> Result<CallId, CallError> {
         if self.gone {
             return Err(CallError::ServerGone);
         }
-        self.buf.clear();
-        let id = self.session.start(timeout, &mut self.buf);
-        if let Err(e) = write(&mut self.buf) {
-            self.session.forget(id);
-            return Err(CallError::Encode(e));
+        if raw.is_none() {
+            self.buf.clear();
+            encode(&mut self.buf).map_err(CallError::Encode)?;
         }
+        let (id, head) = self.session.header(timeout);
         // The clock is read once the request is out (the server works meanwhile), or at the
         // first full channel: the call's deadline counts from then.
         let mut first_full: Option<Instant> = None;
         // Never block on a full channel while the server may be blocked on us: take in
         // responses between attempts.
         loop {
-            match self.ch.send_parts(&self.buf, tail, SendMode::Buffered, Some(Duration::ZERO)) {
+            let body = raw.unwrap_or(&self.buf);
+            match self.ch.send_parts(&head, body, SendMode::Buffered, Some(Duration::ZERO)) {
                 Ok(()) => {
-                    self.session.sent(id, first_full.unwrap_or_else(Instant::now));
+                    self.session.begin(id, timeout, first_full.unwrap_or_else(Instant::now));
                     return Ok(id);
                 }
                 Err(SendError::Full) => {
                     let now = Instant::now();
                     let since = *first_full.get_or_insert(now);
                     if timeout.and_then(|t| since.checked_add(t)).is_some_and(|d| now >= d) {
-                        self.session.forget(id);
                         return Err(CallError::Timeout);
                     }
                     self.recv_one(Some(FULL_PAUSE));
                     if self.gone {
-                        self.session.forget(id);
                         return Err(CallError::ServerGone);
                     }
                 }
-                Err(SendError::Timeout) => {
-                    self.session.forget(id);
-                    return Err(CallError::Timeout);
-                }
+                Err(SendError::Timeout) => return Err(CallError::Timeout),
                 Err(SendError::PeerGone | SendError::Broken(_)) => {
                     self.die();
-                    self.session.forget(id);
                     return Err(CallError::ServerGone);
                 }
-                Err(e) => {
-                    self.session.forget(id);
-                    return Err(CallError::Send(e));
-                }
+                Err(e) => return Err(CallError::Send(e)),
             }
         }
     }
@@ -412,14 +403,16 @@ impl Core {
         // envelope) are deadlines checked against the clock.
         let mut first = true;
         loop {
-            if let Some(event) = self.session.take(id) {
-                return match self.unary(id, event)? {
-                    Some(p) => decode.take().map_or(Err(CallError::UnknownCall(id)), |f| f(&p)),
-                    None => Err(CallError::EmptyStream),
-                };
-            }
-            if !self.session.is_known(id) {
-                return Err(CallError::UnknownCall(id));
+            match self.session.events_of(id) {
+                None => return Err(CallError::UnknownCall(id)),
+                Some(0) => {}
+                Some(_) => {
+                    let event = self.session.take(id).ok_or(CallError::UnknownCall(id))?;
+                    return match self.unary(id, event)? {
+                        Some(p) => decode.take().map_or(Err(CallError::UnknownCall(id)), |f| f(&p)),
+                        None => Err(CallError::EmptyStream),
+                    };
+                }
             }
             if !first {
                 let now = Instant::now();

@@ -74,29 +74,16 @@ pub const MAX_QUEUED: usize = 1024;
 #[derive(Debug)]
 struct Call {
     id: u64,
-    due: Due,
+    /// When it ends (`None`: never, no timeout or one too long to represent).
+    due: Option<Instant>,
     /// Events of this call in the session's queue.
     queued: u32,
     finished: bool,
 }
 
-/// When a call ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Due {
-    /// Never (no timeout, or one too long to represent).
-    Never,
-    /// This long after it was sent; [`ClientSession::sent`] fixes the instant.
-    After(Duration),
-    /// At this instant.
-    At(Instant),
-}
-
 impl Call {
     fn deadline(&self) -> Option<Instant> {
-        match self.due {
-            Due::At(t) => Some(t),
-            Due::Never | Due::After(_) => None,
-        }
+        self.due
     }
 }
 
@@ -128,27 +115,30 @@ impl ClientSession {
         }
     }
 
-    /// Starts a call that ends `timeout` after it is sent (never, if `None`): appends the
-    /// Request header to `out` (the caller appends the request, sends it, then tells
-    /// [`sent`](Self::sent) when) and returns its id.
-    pub fn start(&mut self, timeout: Option<Duration>, out: &mut Vec<u8>) -> CallId {
-        let id = self.next_id;
-        self.next_id += 1;
-        envelope::write_header(out, Kind::Request, id, timeout);
-        let due = timeout.map_or(Due::Never, Due::After);
-        self.calls.push(Call { id, due, queued: 0, finished: false });
-        CallId(id)
+    /// The id and Request header of the next call, which ends `timeout` after it is sent
+    /// (never, if `None`). Nothing is recorded yet: the caller sends the header and the
+    /// request, then [`begin`](Self::begin)s the call. All the bookkeeping comes after the
+    /// send, off the path from one call's response to the next call's request.
+    pub fn header(&self, timeout: Option<Duration>) -> (CallId, [u8; envelope::HEADER_LEN]) {
+        (CallId(self.next_id), envelope::header(Kind::Request, self.next_id, timeout))
     }
 
-    /// Call `id` was sent at `now` (or earlier): its deadline is `now` + its timeout. Reading
-    /// the clock after the send, not before, keeps the clock off the path from one call's
-    /// response to the next call's request; the deadline comes out a little late, never early.
-    pub fn sent(&mut self, id: CallId, now: Instant) {
-        let Some(i) = self.index(id.0) else { return };
-        let call = &mut self.calls[i];
-        if let Due::After(t) = call.due {
-            call.due = now.checked_add(t).map_or(Due::Never, Due::At);
-        }
+    /// Records call `id` (the one [`header`](Self::header) named) as sent at `now` (or
+    /// earlier): it ends at `now` + `timeout`. Reading the clock after the send, not before,
+    /// makes the deadline a little late, never early.
+    pub fn begin(&mut self, id: CallId, timeout: Option<Duration>, now: Instant) {
+        self.next_id = self.next_id.max(id.0 + 1);
+        let due = timeout.and_then(|t| now.checked_add(t));
+        self.calls.push(Call { id: id.0, due, queued: 0, finished: false });
+    }
+
+    /// [`header`](Self::header) appended to `out`, then [`begin`](Self::begin) at `now`:
+    /// a call sent at once (for drivers that send in memory).
+    pub fn start(&mut self, timeout: Option<Duration>, now: Instant, out: &mut Vec<u8>) -> CallId {
+        let (id, header) = self.header(timeout);
+        out.extend_from_slice(&header);
+        self.begin(id, timeout, now);
+        id
     }
 
     /// Takes in one envelope from the server. Envelopes for calls that are unknown or over
@@ -258,6 +248,12 @@ impl ClientSession {
             self.events.retain(|(of, _)| *of != id.0);
         }
         !call.finished
+    }
+
+    /// How many events of call `id` wait to be taken (`None`: an unknown call, or one whose
+    /// last event was taken).
+    pub fn events_of(&self, id: CallId) -> Option<u32> {
+        self.index(id.0).map(|i| self.calls[i].queued)
     }
 
     /// Whether call `id` was started and its last event not yet taken.
@@ -387,8 +383,7 @@ mod tests {
         let mut ids = Vec::new();
         for i in 0..3u8 {
             let mut out = Vec::new();
-            ids.push(c.start(Some(Duration::from_secs(1)), &mut out));
-            c.sent(*ids.last().unwrap(), now);
+            ids.push(c.start(Some(Duration::from_secs(1)), now, &mut out));
             out.push(i);
             s.handle(envelope::decode(&out).unwrap(), now).unwrap();
         }
@@ -426,11 +421,8 @@ mod tests {
         let now = Instant::now();
         let mut c = ClientSession::new();
         let mut out = Vec::new();
-        let short = c.start(Some(Duration::from_millis(10)), &mut out);
-        let long = c.start(None, &mut Vec::new());
-        assert_eq!(c.next_deadline(), None, "a call not yet sent has no deadline yet");
-        c.sent(short, now);
-        c.sent(long, now);
+        let short = c.start(Some(Duration::from_millis(10)), now, &mut out);
+        let long = c.start(None, now, &mut Vec::new());
         assert_eq!(c.next_deadline(), now.checked_add(Duration::from_millis(10)));
         assert!(c.expire(now).is_empty());
         assert_eq!(c.expire(now + Duration::from_millis(10)), [short]);
@@ -458,8 +450,8 @@ mod tests {
     #[test]
     fn the_awaited_call_is_answered_in_place() {
         let mut c = ClientSession::new();
-        let a = c.start(None, &mut Vec::new());
-        let b = c.start(None, &mut Vec::new());
+        let a = c.start(None, Instant::now(), &mut Vec::new());
+        let b = c.start(None, Instant::now(), &mut Vec::new());
         let resp = reply(Body::Response(b"b"), b);
         let env = envelope::decode(&resp).unwrap();
         assert_eq!(c.handle_for(env, b), Ok(Some(Body::Response(b"b"))));
@@ -480,8 +472,8 @@ mod tests {
     #[test]
     fn streams_end_and_server_death_fails_everything() {
         let mut c = ClientSession::new();
-        let a = c.start(None, &mut Vec::new());
-        let b = c.start(None, &mut Vec::new());
+        let a = c.start(None, Instant::now(), &mut Vec::new());
+        let b = c.start(None, Instant::now(), &mut Vec::new());
         feed(&mut c, &reply(Body::ResponseChunk(b"1"), a));
         feed(&mut c, &reply(Body::ResponseChunk(b"2"), a));
         feed(&mut c, &reply(Body::ResponseEnd, a));
