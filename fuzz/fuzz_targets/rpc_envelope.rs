@@ -15,8 +15,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     assert_eq!(out, data, "decoding is canonical");
     let now = Instant::now();
     let mut client = ClientSession::new();
-    let id = client.start(None, &mut Vec::new());
-    client.sent(id, now);
+    let id = client.start(None, now, &mut Vec::new());
     let _ = client.handle(env);
     let _ = client.take(id);
     let mut server = ServerSession::new();
