@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::error::{RecvError, SendError};
 use super::link::{Deadline, LinkError, LinkOps};
-use super::transport::shm::{Plain, Sent};
+use super::transport::shm::Plain;
 use super::{Link, SendMode, Transport};
 use crate::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
 
@@ -192,48 +192,7 @@ impl Core {
 
     /// Sends one message made of `parts`, one after the other (a header the caller built
     /// apart from its body need not be copied in front of it first); as [`send`](Self::send).
-    /// A plain Data frame (buffered, no fds, no crc) on shm that fits in the ring now takes
-    /// the fast path, inlined into the caller; anything else the general one.
-    #[inline]
     pub(crate) fn send_parts(
-        &mut self,
-        parts: [&[u8]; 2],
-        fds: &[BorrowedFd<'_>],
-        mode: SendMode,
-        deadline: Deadline,
-    ) -> Result<(), SendError> {
-        let len = parts[0].len() + parts[1].len();
-        let plain = mode == SendMode::Buffered && fds.is_empty() && !self.checksum;
-        if let (Link::Shm(link), true) = (&mut self.link, plain) {
-            if self.state == State::Open && len <= self.max_send {
-                let seq = self.sent + 1;
-                let header = FrameHeader {
-                    kind: FrameKind::Data,
-                    flags: FrameFlags::NONE,
-                    len: len as u32,
-                    crc: 0,
-                    seq,
-                };
-                match link.send_plain(&header.encode(), parts) {
-                    Sent::Yes => {
-                        self.sent = seq;
-                        return Ok(());
-                    }
-                    Sent::Other => {}
-                    Sent::Unrung(e) => {
-                        // The frame is out: its number is used.
-                        self.sent = seq;
-                        return Err(self.send_failed(e));
-                    }
-                }
-            }
-        }
-        self.send_general(parts, fds, mode, deadline)
-    }
-
-    /// [`send_parts`](Self::send_parts) on every transport, in every mode.
-    #[inline(never)]
-    fn send_general(
         &mut self,
         parts: [&[u8]; 2],
         fds: &[BorrowedFd<'_>],
@@ -268,10 +227,18 @@ impl Core {
         };
         let header = FrameHeader { kind: FrameKind::Data, flags, len: len as u32, crc, seq };
         let bytes = header.encode();
-        let sent = if fds.is_empty() {
-            self.link.send(&[&bytes, parts[0], parts[1]], deadline)
+        let (three, two);
+        let frame: &[&[u8]] = if parts[0].is_empty() {
+            two = [&bytes[..], parts[1]];
+            &two
         } else {
-            self.link.send_fds(&[&bytes, parts[0], parts[1]], fds, deadline)
+            three = [&bytes[..], parts[0], parts[1]];
+            &three
+        };
+        let sent = if fds.is_empty() {
+            self.link.send(frame, deadline)
+        } else {
+            self.link.send_fds(frame, fds, deadline)
         };
         match sent {
             Ok(()) => self.sent = seq,

@@ -251,49 +251,6 @@ impl ShmLink {
     }
 }
 
-/// What [`ShmLink::send_plain`] did.
-pub(crate) enum Sent {
-    /// The frame is in the ring and the doorbell rung.
-    Yes,
-    /// Nothing was written (the ring is full, the frame too large, the peer gone, the ring
-    /// corrupt): the general send path takes over and judges.
-    Other,
-    /// The frame is in the ring, but ringing the doorbell failed.
-    Unrung(LinkError),
-}
-
-impl ShmLink {
-    /// The channel core's fast send: a frame of `header` then `parts`, if it fits in the
-    /// ring now; anything else is left to [`send`](LinkOps::send). The fixed-size header is
-    /// copied without a call, and no result larger than a word comes back on success.
-    #[inline]
-    pub(crate) fn send_plain(
-        &mut self,
-        header: &[u8; frame::HEADER_LEN],
-        parts: [&[u8]; 2],
-    ) -> Sent {
-        let len = frame::HEADER_LEN + parts[0].len() + parts[1].len();
-        if len > self.max_frame || self.rx_data.is_closed() {
-            return Sent::Other;
-        }
-        let Ok(mut claim) = self.tx.claim(record_payload(len)) else { return Sent::Other };
-        // The padding after the frame keeps whatever an earlier record left there.
-        let bytes = claim.bytes();
-        let Some((head, rest)) = bytes.split_first_chunk_mut::<{ frame::HEADER_LEN }>() else {
-            return Sent::Other; // unreachable: the record holds the frame
-        };
-        *head = *header;
-        let (first, rest) = rest.split_at_mut(parts[0].len());
-        first.copy_from_slice(parts[0]);
-        rest[..parts[1].len()].copy_from_slice(parts[1]);
-        claim.commit();
-        match self.tx_data.ring() {
-            Ok(()) => Sent::Yes,
-            Err(e) => Sent::Unrung(LinkError::os("ringing the shm doorbell", e)),
-        }
-    }
-}
-
 impl LinkOps for ShmLink {
     fn max_frame(&self) -> usize {
         self.max_frame

@@ -84,7 +84,7 @@ use super::control::{recv_ready, recv_setup, send_ready, send_setup};
 use super::{Link, Setup};
 use crate::channel::error::ConnectError;
 use layout::{handshake, Dir, Layout};
-pub(crate) use link::{Plain, Sent, ShmLink};
+pub(crate) use link::{Plain, ShmLink};
 
 /// The largest frame (header and payload) `shm` carries: 16 MiB.
 pub(crate) const LIMIT: usize = 16 << 20;
