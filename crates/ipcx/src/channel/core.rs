@@ -278,6 +278,7 @@ impl Core {
     /// Receives the next message and passes its payload to `f` (in place where the transport
     /// allows), waiting until `deadline`. If `f` declines it (returns `None`), the message
     /// stays queued, unacknowledged, for the next receive.
+    ///
     /// The fast path (see [`recv_plain`](Self::recv_plain)) is inlined into the caller,
     /// the rest is not.
     #[inline]
