@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -212,6 +214,52 @@ fn hostile_datagrams_are_typed_errors_and_the_listener_keeps_working() {
     assert_eq!(set.wait(Some(LONG)).unwrap(), vec![(9, vec![9])]);
     assert_eq!(l.rejected(), 4);
     p.wait_success();
+}
+
+/// Counts the WARN events of the thread it is the default subscriber of.
+struct WarnCount(Arc<AtomicUsize>);
+
+impl tracing::Subscriber for WarnCount {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+#[test]
+fn a_flood_of_garbage_is_counted_in_full_but_logged_sparingly() {
+    let ns = Ns::new("ev-flood");
+    let l = EventListener::create(&ns.0, "target").unwrap();
+    let sock = UdsDatagram::unbound().unwrap();
+    let to = UdsAddr::path(event_path(&ns.0, "target")).unwrap();
+    let warnings = Arc::new(AtomicUsize::new(0));
+    tracing::subscriber::with_default(WarnCount(warnings.clone()), || {
+        for i in 1..=100u32 {
+            sock.send_to(&i.to_le_bytes(), &to).unwrap();
+            // Unix datagram queues hold few datagrams (net.unix.max_dgram_qlen, 10 by
+            // default): take them in before the sender would block.
+            if i % 8 == 0 {
+                assert_eq!(l.drain().unwrap(), Vec::<u64>::new());
+            }
+        }
+        assert_eq!(l.drain().unwrap(), Vec::<u64>::new());
+    });
+    assert_eq!(l.rejected(), 100);
+    // The 1st, 2nd, 4th, ..., 64th.
+    assert_eq!(warnings.load(Ordering::Relaxed), 7);
+    sock.send_to(&5u64.to_le_bytes(), &to).unwrap();
+    assert_eq!(l.wait_timeout(LONG).unwrap(), Some(5), "the listener keeps working");
 }
 
 #[test]

@@ -201,8 +201,17 @@ impl EventListener {
             Err(RecvError::Truncated { size, .. }) => size,
             Err(e) => return Err(WaitError::Os(e)),
         };
-        self.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(event = %self.name, len, "dropped a datagram that is not an event");
+        let rejected = self.rejected.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        // The 1st, 2nd, 4th, 8th, ... only: a peer that floods garbage cannot flood the log.
+        if rejected.is_power_of_two() {
+            tracing::warn!(
+                event = %self.name,
+                len,
+                rejected,
+                "dropped a datagram that is not an event (logged at the 1st, 2nd, 4th, 8th, ... such \
+                 datagram; `rejected()` counts them all)"
+            );
+        }
         Err(WaitError::Malformed { len, path: self.path.clone() })
     }
 }
