@@ -7,6 +7,7 @@
 use std::thread;
 use std::time::{Duration, Instant};
 
+use ipcx::rpc::session::MAX_UNREAD_CHUNKS;
 use ipcx::rpc::{CallError, ErrorCode, Raw, RawRpcClient, RpcClient, RpcServer};
 use ipcx::{Channel, Namespace, Transport};
 use ipcx_testkit::{peer, read_command, signal};
@@ -153,6 +154,30 @@ fn typed_round_trip_across_processes() {
     drop(c);
     server.send("stop");
     server.wait_success();
+}
+
+#[test]
+fn a_stream_left_unread_is_ended_and_cancelled_while_other_calls_go_on() {
+    let ns = Ns::new("rpc-overrun");
+    let server = serve(&ns.0, Transport::Shm);
+    let mut c = connect(&ns.0);
+    // More chunks than the response ring holds (8192 records), so the server is still
+    // streaming when the Cancel comes.
+    let n = 16 * MAX_UNREAD_CHUNKS;
+    let stream = c.start(&req(0, 1, &format!("stream:{n}")), Some(LONG)).unwrap();
+    // Waiting on the echo, the client takes in the stream's chunks and keeps them for the
+    // stream, up to the limit; past it the stream is ended and cancelled, so the server,
+    // which answers one call at a time, gets to the echo long before its last chunk.
+    let echo = c.start(&req(0, 2, "hi"), Some(LONG)).unwrap();
+    assert_eq!(c.wait(echo, None).unwrap().echo, "hi");
+    match c.wait(stream, None) {
+        Err(CallError::Overrun { limit }) => assert_eq!(limit, MAX_UNREAD_CHUNKS),
+        other => panic!("not an overrun: {other:?}"),
+    }
+    assert!(c.dropped() < u64::from(n), "the server stopped streaming: {}", c.dropped());
+    assert_eq!(c.call(&req(0, 3, "after"), LONG).unwrap().echo, "after");
+    drop(c);
+    assert!(server.shutdown(Duration::from_secs(2)));
 }
 
 #[test]

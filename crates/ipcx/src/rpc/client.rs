@@ -5,7 +5,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::envelope::{self, Body, Kind};
-use super::session::{CallId, ClientSession, Event, WrongDirection};
+use super::session::{CallId, ClientSession, Event, WrongDirection, MAX_UNREAD_CHUNKS};
 use super::{rpc_contract, CallError, Payload, Raw, RpcConnectError};
 use crate::channel::{Channel, ChannelBuilder, ConnectError, RecvError, SendError, SendMode};
 use crate::codec::EncodeError;
@@ -136,6 +136,12 @@ impl<Req: Payload, Resp: Payload> RpcClient<Req, Resp> {
         }
     }
 
+    /// Responses dropped because their call was unknown or over (given up on, timed out, or
+    /// ended for too many unread chunks).
+    pub fn dropped(&self) -> u64 {
+        self.core.session.dropped()
+    }
+
     /// Gives up on call `id`: its response will be dropped; the server is sent a Cancel.
     pub fn forget(&mut self, id: CallId) {
         if self.core.session.forget(id) {
@@ -239,6 +245,11 @@ impl RawRpcClient {
         self.inner.poll(id).map(|r| r.map(|Raw(v)| v))
     }
 
+    /// Responses dropped (see [`RpcClient::dropped`]).
+    pub fn dropped(&self) -> u64 {
+        self.inner.dropped()
+    }
+
     /// Gives up on a call (see [`RpcClient::forget`]).
     pub fn forget(&mut self, id: CallId) {
         self.inner.forget(id);
@@ -310,6 +321,7 @@ fn outcome(event: Event) -> Result<Option<Vec<u8>>, CallError> {
         Event::Error { code, text } => Err(CallError::Remote { code, message: text }),
         Event::Timeout => Err(CallError::Timeout),
         Event::Gone => Err(CallError::ServerGone),
+        Event::Overrun => Err(CallError::Overrun { limit: MAX_UNREAD_CHUNKS }),
     }
 }
 
@@ -472,6 +484,7 @@ impl Core {
             Ok(env) => session.handle(env).map_err(Bad::Direction),
             Err(e) => Err(Bad::Envelope(e)),
         });
+        self.cancel_overrun();
         match got {
             Ok(Ok(())) => true,
             Ok(Err(bad)) => {
@@ -520,6 +533,7 @@ impl Core {
                 Err(e) => Err(Box::new(Bad::Direction(e))),
             }
         });
+        self.cancel_overrun();
         match got {
             Ok(Ok(())) | Err(RecvError::Timeout | RecvError::Empty) => {}
             Ok(Err(bad)) => {
@@ -540,6 +554,14 @@ impl Core {
             self.send_cancel(*id);
         }
         !expired.is_empty()
+    }
+
+    /// Tells the server to stop the calls the session ended for sending too many unread
+    /// chunks.
+    fn cancel_overrun(&mut self) {
+        while let Some(id) = self.session.take_overrun() {
+            self.send_cancel(id);
+        }
     }
 
     /// Tells the server to drop call `id`, if there is room now (best effort).

@@ -160,6 +160,14 @@ pub enum CallError {
     /// The response did not decode as `Resp`.
     #[error("cannot decode the response")]
     Decode(#[source] DecodeError),
+    /// The server streamed more than `limit` chunks of this call while nobody read them
+    /// (the client waited on other calls, or did not iterate the stream): the client ended
+    /// the call and told the server.
+    #[error("the server streamed more than {limit} chunks of this call while it was not being read, so the client ended it; iterate a stream as it comes, before waiting on other calls")]
+    Overrun {
+        /// Most unread chunks a client keeps per call.
+        limit: u32,
+    },
 }
 
 /// Connecting an RPC client failed.

@@ -32,6 +32,9 @@ pub enum Event {
     Timeout,
     /// The server went away (or broke the protocol) first.
     Gone,
+    /// The server sent more than [`MAX_UNREAD_CHUNKS`] chunks of a streamed response while
+    /// the call was not being read: the client ended it (and sends the server a Cancel).
+    Overrun,
 }
 
 impl Event {
@@ -67,6 +70,11 @@ pub enum ClientFault {
 /// Most requests a server session keeps queued for one client.
 pub const MAX_QUEUED: usize = 1024;
 
+/// Most chunks of one streamed response a client session keeps while nobody reads them
+/// (the client waits on another call, or does not iterate the stream): the server decides
+/// how many chunks it sends, and our memory is not its buffer.
+pub const MAX_UNREAD_CHUNKS: u32 = 1024;
+
 /// One call in flight: 32 bytes, pushed and removed once per call. Its events not yet taken
 /// wait in the session's queue ([`ClientSession::events`]); a unary call answered while it
 /// was awaited has none (its response goes straight to the caller,
@@ -99,12 +107,20 @@ pub struct ClientSession {
     /// Events not yet taken, of every call, in arrival order.
     events: VecDeque<(u64, Event)>,
     dropped: u64,
+    /// Calls ended with [`Event::Overrun`] whose Cancel is still to be sent.
+    overrun: Vec<CallId>,
 }
 
 impl ClientSession {
     /// A session with nothing in flight; the first call gets id 1.
     pub fn new() -> ClientSession {
-        ClientSession { next_id: 1, calls: Vec::new(), events: VecDeque::new(), dropped: 0 }
+        ClientSession {
+            next_id: 1,
+            calls: Vec::new(),
+            events: VecDeque::new(),
+            dropped: 0,
+            overrun: Vec::new(),
+        }
     }
 
     fn index(&self, id: u64) -> Option<usize> {
@@ -142,7 +158,10 @@ impl ClientSession {
     }
 
     /// Takes in one envelope from the server. Envelopes for calls that are unknown or over
-    /// are dropped (counted in [`dropped`](Self::dropped)).
+    /// are dropped (counted in [`dropped`](Self::dropped)). A chunk beyond
+    /// [`MAX_UNREAD_CHUNKS`] unread ones of its call ends that call: its queued events are
+    /// dropped, [`Event::Overrun`] is its last, and [`take_overrun`](Self::take_overrun)
+    /// names it once (to send the server a Cancel).
     pub fn handle(&mut self, env: Envelope<'_>) -> Result<(), WrongDirection> {
         let event = match env.body {
             Body::Request { .. } | Body::Cancel => {
@@ -153,7 +172,15 @@ impl ClientSession {
             Body::ResponseEnd => Event::End,
             Body::Error { code, text } => Event::Error { code, text: text.to_owned() },
         };
+        let chunk = matches!(event, Event::Chunk(_));
         match self.index(env.id).map(|i| &mut self.calls[i]) {
+            Some(call) if !call.finished && chunk && call.queued >= MAX_UNREAD_CHUNKS => {
+                (call.finished, call.queued) = (true, 1);
+                self.dropped += u64::from(MAX_UNREAD_CHUNKS) + 1;
+                self.events.retain(|(of, _)| *of != env.id);
+                self.events.push_back((env.id, Event::Overrun));
+                self.overrun.push(CallId(env.id));
+            }
             Some(call) if !call.finished => {
                 call.finished = event.is_last();
                 call.queued += 1;
@@ -162,6 +189,12 @@ impl ClientSession {
             _ => self.dropped += 1,
         }
         Ok(())
+    }
+
+    /// A call ended with [`Event::Overrun`] whose server has not been told yet (each is
+    /// named once).
+    pub fn take_overrun(&mut self) -> Option<CallId> {
+        self.overrun.pop()
     }
 
     /// Like [`handle`](Self::handle), but if the envelope is the last word on call `want`
@@ -373,6 +406,43 @@ mod tests {
     /// Feeds `bytes` to the client session.
     fn feed(c: &mut ClientSession, bytes: &[u8]) {
         c.handle(envelope::decode(bytes).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn a_stream_nobody_reads_is_ended_at_the_limit_and_one_that_is_read_never_is() {
+        let now = Instant::now();
+        let mut c = ClientSession::new();
+        let chunk = |c: &mut ClientSession, id| feed(c, &reply(Body::ResponseChunk(&[1]), id));
+        // Unread: the chunk past the limit ends the call, once.
+        let id = c.start(None, now, &mut Vec::new());
+        for _ in 0..MAX_UNREAD_CHUNKS {
+            chunk(&mut c, id);
+        }
+        assert_eq!((c.events_of(id), c.take_overrun()), (Some(MAX_UNREAD_CHUNKS), None));
+        chunk(&mut c, id);
+        assert_eq!(c.take_overrun(), Some(id));
+        assert_eq!(c.take_overrun(), None, "named once");
+        assert_eq!(c.take(id), Some(Event::Overrun));
+        assert!(!c.is_known(id));
+        feed(&mut c, &reply(Body::ResponseEnd, id));
+        assert_eq!(
+            c.dropped(),
+            u64::from(MAX_UNREAD_CHUNKS) + 2,
+            "the chunks, the one past, the end"
+        );
+        // Read as it comes: never cut, however long.
+        let read = c.start(None, now, &mut Vec::new());
+        for _ in 0..3 * MAX_UNREAD_CHUNKS {
+            chunk(&mut c, read);
+            assert_eq!(c.take(read), Some(Event::Chunk(vec![1])));
+        }
+        // The limit is on chunks: the end of a stream that filled it still comes through.
+        for _ in 0..MAX_UNREAD_CHUNKS {
+            chunk(&mut c, read);
+        }
+        feed(&mut c, &reply(Body::ResponseEnd, read));
+        assert_eq!(c.events_of(read), Some(MAX_UNREAD_CHUNKS + 1));
+        assert_eq!(c.take_overrun(), None);
     }
 
     #[test]
