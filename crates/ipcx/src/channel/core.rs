@@ -336,6 +336,14 @@ impl Core {
     /// after the other, as one message), buffered, without waiting. What became of the reply
     /// comes back beside `f`'s result; on [`Reply::Full`] it is still in the buffers, for
     /// the caller to send when there is room.
+    ///
+    /// On shm a plain request is answered in one function ([`ShmLink::reply_plain`]): the
+    /// reply goes into the ring before the request is released, with no return through the
+    /// receive path and call into the send path in between. Measured across processes
+    /// (`rpc.shm.spin`, interleaved runs of one binary with and without it): 30–36 ns less
+    /// per direction, far more than the instructions it saves.
+    ///
+    /// [`ShmLink::reply_plain`]: super::transport::shm::ShmLink::reply_plain
     pub(crate) fn recv_reply<R>(
         &mut self,
         deadline: Deadline,
@@ -343,18 +351,70 @@ impl Core {
         body: &mut Vec<u8>,
         f: impl FnOnce(&[u8], &mut Vec<u8>, &mut Vec<u8>) -> (R, bool),
     ) -> Result<(R, Reply), RecvError> {
+        let f = match self.reply_plain(deadline, head, body, f) {
+            Err(f) => f,
+            Ok((r, Reply::Full)) => return Ok((r, self.send_reply(head, body))),
+            Ok((r, done)) => return Ok((r, done)),
+        };
         let got = self.recv(deadline, |msg| Some(f(msg, &mut *head, &mut *body)))?;
         let (r, reply) =
             got.expect("a function that always accepts never leaves the message queued");
         if !reply {
             return Ok((r, Reply::None));
         }
-        let sent = match self.send_parts([head, body], &[], SendMode::Buffered, Deadline::Now) {
+        Ok((r, self.send_reply(head, body)))
+    }
+
+    /// Sends a reply of [`recv_reply`](Self::recv_reply), buffered, without waiting.
+    fn send_reply(&mut self, head: &[u8], body: &[u8]) -> Reply {
+        match self.send_parts([head, body], &[], SendMode::Buffered, Deadline::Now) {
             Ok(()) => Reply::Sent,
             Err(SendError::Full) => Reply::Full,
             Err(_) => Reply::Failed,
-        };
-        Ok((r, sent))
+        }
+    }
+
+    /// The fast path of [`recv_reply`](Self::recv_reply) on shm, as
+    /// [`recv_plain`](Self::recv_plain) is of `recv`: the reply goes into the ring before
+    /// the request's record is released. `Err` hands `f` back for the general path;
+    /// [`Reply::Full`] means the reply is still to be sent.
+    #[inline]
+    fn reply_plain<R, F: FnOnce(&[u8], &mut Vec<u8>, &mut Vec<u8>) -> (R, bool)>(
+        &mut self,
+        deadline: Deadline,
+        head: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        f: F,
+    ) -> Result<(R, Reply), F> {
+        let Link::Shm(link) = &mut self.link else { return Err(f) };
+        let plain = self.pending.is_empty() && self.last_fds.is_empty() && !self.checksum;
+        if self.state != State::Open || !plain {
+            return Err(f);
+        }
+        let (expect, seq_out) = (self.received + 1, self.sent + 1);
+        let mut f = f;
+        loop {
+            match link.reply_plain(expect, self.max_recv, seq_out, self.max_send, head, body, f) {
+                Plain::Took(got) => {
+                    let Some((r, done)) = got else {
+                        unreachable!("reply_plain always takes the message")
+                    };
+                    self.received = expect;
+                    if done == Reply::Sent {
+                        self.sent = seq_out;
+                    }
+                    return Ok((r, done));
+                }
+                Plain::Other(g) => return Err(g),
+                Plain::Empty(g) => {
+                    f = g;
+                    if let Err(e) = link.wait_data(deadline) {
+                        self.wait_failed = Some(e);
+                        return Err(f);
+                    }
+                }
+            }
+        }
     }
 
     /// The fast path of [`recv`](Self::recv) on shm: while nothing is kept and the next

@@ -10,6 +10,7 @@ use ipcx_shm::{Doorbell, MappedRegion, WaitError, WaitPolicy};
 use ipcx_sys::uds::UdsStream;
 
 use super::layout::{handshake, Dir, Layout};
+use crate::channel::core::Reply;
 use crate::channel::error::ConnectError;
 use crate::channel::link::{Deadline, LinkError, LinkOps, PEER_CHECK_INTERVAL};
 use crate::channel::transport::control::peer_gone;
@@ -248,6 +249,66 @@ impl ShmLink {
             let _ = rx_space.ring();
         }
         Plain::Took(Some(r))
+    }
+}
+
+impl ShmLink {
+    /// A request/response server's step on shm (see `Core::recv_reply`): like
+    /// [`recv_plain`](Self::recv_plain), and if `f` leaves a reply in `head` and `body`, it
+    /// goes into the outgoing ring as frame `seq_out` before the request's record is
+    /// released. [`Reply::Full`]: the reply was asked for but is not in the ring (no room,
+    /// too large, peer gone): the caller sends it the general way.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn reply_plain<R, F: FnOnce(&[u8], &mut Vec<u8>, &mut Vec<u8>) -> (R, bool)>(
+        &mut self,
+        seq: u64,
+        max: usize,
+        seq_out: u64,
+        max_out: usize,
+        head: &mut Vec<u8>,
+        body: &mut Vec<u8>,
+        f: F,
+    ) -> Plain<(R, Reply), F> {
+        let ShmLink { rx, rx_space, tx, tx_data, rx_data, max_frame, .. } = self;
+        let record = match rx.peek() {
+            Ok(Some(record)) => record,
+            Ok(None) => return Plain::Empty(f),
+            Err(_) => return Plain::Other(f),
+        };
+        let Some(payload) = frame::plain_data(frame_in(record.bytes()), seq, max) else {
+            return Plain::Other(f);
+        };
+        let (r, reply) = f(payload, head, body);
+        let mut done = if reply { Reply::Full } else { Reply::None };
+        let msg = head.len() + body.len();
+        let len = frame::HEADER_LEN + msg;
+        if reply && msg <= max_out && len <= *max_frame && !rx_data.is_closed() {
+            if let Ok(mut claim) = tx.claim(record_payload(len)) {
+                let header = frame::FrameHeader {
+                    kind: frame::FrameKind::Data,
+                    flags: frame::FrameFlags::NONE,
+                    len: msg as u32,
+                    crc: 0,
+                    seq: seq_out,
+                };
+                let mut at = claim.bytes();
+                for part in [&header.encode()[..], head, body] {
+                    let (dst, rest) = at.split_at_mut(part.len());
+                    dst.copy_from_slice(part);
+                    at = rest;
+                }
+                claim.commit();
+                // A wake-up that fails leaves a parked peer to its peer-check slice.
+                let _ = tx_data.ring();
+                done = Reply::Sent;
+            }
+        }
+        record.release();
+        if rx_space.stats().waiters != 0 {
+            let _ = rx_space.ring();
+        }
+        Plain::Took(Some((r, done)))
     }
 }
 
