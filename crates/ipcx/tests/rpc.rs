@@ -43,7 +43,8 @@ fn req(client: u32, seq: u32, text: &str) -> Req {
 }
 
 /// The test service: `slow:MS` answers after MS ms, `hang` never answers (and signals
-/// `handling` when running in a peer), `stream:N` streams N chunks, anything else echoes.
+/// `handling` when running in a peer), `stream:N` streams N chunks, `drip:N` streams N
+/// chunks 1 ms apart, anything else echoes.
 fn handler(r: Req, out: &mut ipcx::rpc::Responder<'_, Resp>) -> Result<(), String> {
     let resp = |seq: u32, echo: &str| Resp { client: r.client, seq, echo: echo.to_owned() };
     if let Some(ms) = r.text.strip_prefix("slow:") {
@@ -53,6 +54,12 @@ fn handler(r: Req, out: &mut ipcx::rpc::Responder<'_, Resp>) -> Result<(), Strin
         loop {
             thread::sleep(Duration::from_secs(1));
         }
+    } else if let Some(n) = r.text.strip_prefix("drip:") {
+        for i in 0..n.parse::<u32>().map_err(|_| "bad count")? {
+            thread::sleep(Duration::from_millis(1));
+            out.send(&resp(i, "drop")).map_err(|e| e.to_string())?;
+        }
+        return Ok(());
     } else if let Some(n) = r.text.strip_prefix("stream:") {
         for i in 0..n.parse::<u32>().map_err(|_| "bad count")? {
             out.send(&resp(i, "chunk")).map_err(|e| e.to_string())?;
@@ -176,6 +183,28 @@ fn a_stream_left_unread_is_ended_and_cancelled_while_other_calls_go_on() {
     }
     assert!(c.dropped() < u64::from(n), "the server stopped streaming: {}", c.dropped());
     assert_eq!(c.call(&req(0, 3, "after"), LONG).unwrap().echo, "after");
+    drop(c);
+    assert!(server.shutdown(Duration::from_secs(2)));
+}
+
+#[test]
+fn calls_started_during_a_long_stream_wait_their_turn_and_are_not_a_flood() {
+    let ns = Ns::new("rpc-drip");
+    let server = serve(&ns.0, Transport::Shm);
+    let mut c = connect(&ns.0);
+    // The server answers one call at a time: while the stream drips (~100 ms), the calls
+    // started behind it pile up, more than a server queues (1024); the streaming handler's
+    // cancel checks take in up to that and leave the rest in the channel.
+    let drip = c.start(&req(0, 0, "drip:100"), Some(LONG)).unwrap();
+    let calls: Vec<_> = (1..=3000u32)
+        .map(|i| (i, c.start(&req(0, i, &i.to_string()), Some(LONG)).unwrap()))
+        .collect();
+    // A plain wait takes the stream's first chunk and cancels the rest.
+    assert_eq!(c.wait(drip, None).unwrap().seq, 0);
+    for (i, id) in calls {
+        let resp = c.wait(id, None).unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!((resp.seq, resp.echo), (i, i.to_string()));
+    }
     drop(c);
     assert!(server.shutdown(Duration::from_secs(2)));
 }

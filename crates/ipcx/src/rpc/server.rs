@@ -20,7 +20,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::envelope::{self, Body, Envelope, ErrorCode, Kind, HEADER_LEN};
-use super::session::{CallId, Queued, ServerSession};
+use super::session::{CallId, Queued, ServerSession, MAX_QUEUED};
 use super::{rpc_contract, BindError, Payload, Raw};
 use crate::channel::{
     AcceptError, Channel, ChannelBuilder, Listener, RecvError, Reply, SendError, SendMode,
@@ -582,9 +582,15 @@ impl<Resp: Payload> Responder<'_, Resp> {
     }
 
     /// Whether the client cancelled this request (or left): stop working on it. Takes in
-    /// what the client sent meanwhile.
+    /// what the client sent meanwhile, up to the queue's limit ([`MAX_QUEUED`] requests):
+    /// the rest stays in the channel, holding the client back, so a client that starts
+    /// many calls while a long stream runs is not taken for a flood (a Cancel behind them
+    /// is seen once the queue has room).
     pub fn is_cancelled(&mut self) -> bool {
-        while !self.conn.gone && self.conn.take_in(Some(Duration::ZERO)) {}
+        while !self.conn.gone
+            && self.conn.session.queued() < MAX_QUEUED
+            && self.conn.take_in(Some(Duration::ZERO))
+        {}
         self.conn.gone || self.conn.session.is_cancelled(self.id)
     }
 
