@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use super::error::{RecvError, SendError};
 use super::link::{Deadline, LinkError, LinkOps};
-use super::transport::shm::Plain;
+use super::transport::shm::{Plain, ShmLink};
 use super::{Link, SendMode, Transport};
 use crate::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
 
@@ -356,7 +356,9 @@ impl Core {
             Ok((r, Reply::Full)) => return Ok((r, self.send_reply(head, body))),
             Ok((r, done)) => return Ok((r, done)),
         };
-        let got = self.recv(deadline, |msg| Some(f(msg, &mut *head, &mut *body)))?;
+        // Not the shm fast path's case (or its wait failed): straight to the general path,
+        // without trying and waiting on the fast path of `recv` once more.
+        let got = self.recv_general(deadline, |msg| Some(f(msg, &mut *head, &mut *body)))?;
         let (r, reply) =
             got.expect("a function that always accepts never leaves the message queued");
         if !reply {
@@ -386,63 +388,61 @@ impl Core {
         body: &mut Vec<u8>,
         f: F,
     ) -> Result<(R, Reply), F> {
-        let Link::Shm(link) = &mut self.link else { return Err(f) };
-        let plain = self.pending.is_empty() && self.last_fds.is_empty() && !self.checksum;
-        if self.state != State::Open || !plain {
+        if self.checksum {
             return Err(f);
         }
-        let (expect, seq_out) = (self.received + 1, self.sent + 1);
-        let mut f = f;
-        loop {
-            match link.reply_plain(expect, self.max_recv, seq_out, self.max_send, head, body, f) {
-                Plain::Took(got) => {
-                    let Some((r, done)) = got else {
-                        unreachable!("reply_plain always takes the message")
-                    };
-                    self.received = expect;
-                    if done == Reply::Sent {
-                        self.sent = seq_out;
-                    }
-                    return Ok((r, done));
-                }
-                Plain::Other(g) => return Err(g),
-                Plain::Empty(g) => {
-                    f = g;
-                    if let Err(e) = link.wait_data(deadline) {
-                        self.wait_failed = Some(e);
-                        return Err(f);
-                    }
-                }
-            }
+        let (expect, max, seq_out, max_out) =
+            (self.received + 1, self.max_recv, self.sent + 1, self.max_send);
+        let step = |link: &mut ShmLink, f| {
+            link.reply_plain(expect, max, seq_out, max_out, &mut *head, &mut *body, f)
+        };
+        let (r, done) = self.on_shm(deadline, f, step)?;
+        self.received = expect;
+        if done == Reply::Sent {
+            self.sent = seq_out;
         }
+        Ok((r, done))
     }
 
     /// The fast path of [`recv`](Self::recv) on shm: while nothing is kept and the next
     /// record is a plain Data frame (no acknowledgement, fds or crc), it is handed to `f`
-    /// from the ring without the general frame handling, and a wait that fails ends the
-    /// receive (its error left in `wait_failed`, to keep this path's result small); `f`
-    /// comes back (`Err`) for any other record, which the general path then judges.
+    /// from the ring without the general frame handling; `f` comes back (`Err`) for any
+    /// other record, which the general path then judges.
     #[inline]
     fn recv_plain<R, F: FnOnce(&[u8]) -> Option<R>>(
         &mut self,
         deadline: Deadline,
         f: F,
     ) -> Result<Option<R>, F> {
+        let (expect, max) = (self.received + 1, self.max_recv);
+        let got = self.on_shm(deadline, f, |link, f| link.recv_plain(expect, max, f))?;
+        // Declined: the record stays in the ring, still the one due.
+        if got.is_some() {
+            self.received = expect;
+        }
+        Ok(got)
+    }
+
+    /// Runs a fast-path `step` of the shm link, waiting for data between tries, until it
+    /// takes a record (`Ok`) or hands `f` back (`Err`) for the general path: on another
+    /// transport, a channel that is not open or keeps messages, a record that is not plain,
+    /// or a wait that failed (its error left in `wait_failed`, to keep this path's result
+    /// small).
+    #[inline]
+    fn on_shm<T, F>(
+        &mut self,
+        deadline: Deadline,
+        f: F,
+        mut step: impl FnMut(&mut ShmLink, F) -> Plain<T, F>,
+    ) -> Result<T, F> {
         let Link::Shm(link) = &mut self.link else { return Err(f) };
         if self.state != State::Open || !self.pending.is_empty() || !self.last_fds.is_empty() {
             return Err(f);
         }
-        let expect = self.received + 1;
         let mut f = f;
         loop {
-            match link.recv_plain(expect, self.max_recv, f) {
-                Plain::Took(got) => {
-                    // Declined: the record stays in the ring, still the one due.
-                    if got.is_some() {
-                        self.received = expect;
-                    }
-                    return Ok(got);
-                }
+            match step(link, f) {
+                Plain::Took(t) => return Ok(t),
                 Plain::Other(g) => return Err(g),
                 Plain::Empty(g) => {
                     f = g;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipcx_shm::record;
-use ipcx_shm::ring::spsc::{Consumer, Producer};
+use ipcx_shm::ring::spsc::{Consumer, Peeked, Producer};
 use ipcx_shm::ring::ClaimError;
 use ipcx_shm::{Doorbell, MappedRegion, WaitError, WaitPolicy};
 use ipcx_sys::uds::UdsStream;
@@ -209,11 +209,10 @@ impl ShmLink {
     }
 }
 
-/// What [`ShmLink::recv_plain`] found.
-pub(crate) enum Plain<R, F> {
-    /// A plain Data frame, handed to the function: its result (`None`: declined, the
-    /// record stays in the ring).
-    Took(Option<R>),
+/// What a fast path of the link ([`ShmLink::recv_plain`], [`ShmLink::reply_plain`]) found.
+pub(crate) enum Plain<T, F> {
+    /// A plain Data frame, handed to the function: what came of it.
+    Took(T),
     /// Nothing is ready: the function, back.
     Empty(F),
     /// A record that is not a plain Data frame numbered as expected (or a corrupt ring):
@@ -221,43 +220,62 @@ pub(crate) enum Plain<R, F> {
     Other(F),
 }
 
+/// The next record of `rx` if it is a plain Data frame numbered `seq` with at most `max`
+/// payload bytes, with the end of its frame (the payload is `HEADER_LEN..end` of its bytes);
+/// `Ok(None)` if nothing is ready, `Err` for any other record. No frame decoding beyond
+/// three word comparisons.
+#[inline]
+fn next_plain(
+    rx: &mut Consumer<Region>,
+    seq: u64,
+    max: usize,
+) -> Result<Option<(Peeked<'_, Region>, usize)>, ()> {
+    let Some(record) = rx.peek().map_err(|_| ())? else { return Ok(None) };
+    let payload = frame::plain_data(frame_in(record.bytes()), seq, max).ok_or(())?;
+    let end = frame::HEADER_LEN + payload.len();
+    Ok(Some((record, end)))
+}
+
+/// Releases a record taken by a fast path and wakes a sender waiting for room, if any (a
+/// wake-up that fails only leaves the sender to its ROOM_SLICE; no fence, as in `recv`).
+#[inline]
+fn release(record: Peeked<'_, Region>, rx_space: &Doorbell<Region>) {
+    record.release();
+    if rx_space.stats().waiters != 0 {
+        let _ = rx_space.ring();
+    }
+}
+
 impl ShmLink {
     /// The channel core's fast path: if the next record is a plain Data frame numbered `seq`
     /// with at most `max` payload bytes, `f` gets its payload in place and, unless it
-    /// declines, the record is released. No frame decoding beyond three word comparisons,
-    /// no result moved through the core's error types.
+    /// declines (`Took(None)`: the record stays in the ring), the record is released. No
+    /// result moved through the core's error types.
     #[inline]
     pub(crate) fn recv_plain<R, F: FnOnce(&[u8]) -> Option<R>>(
         &mut self,
         seq: u64,
         max: usize,
         f: F,
-    ) -> Plain<R, F> {
+    ) -> Plain<Option<R>, F> {
         let ShmLink { rx, rx_space, .. } = self;
-        let record = match rx.peek() {
-            Ok(Some(record)) => record,
+        let (record, end) = match next_plain(rx, seq, max) {
+            Ok(Some(next)) => next,
             Ok(None) => return Plain::Empty(f),
-            Err(_) => return Plain::Other(f),
+            Err(()) => return Plain::Other(f),
         };
-        let Some(payload) = frame::plain_data(frame_in(record.bytes()), seq, max) else {
-            return Plain::Other(f);
+        let Some(r) = f(&record.bytes()[frame::HEADER_LEN..end]) else {
+            return Plain::Took(None);
         };
-        let Some(r) = f(payload) else { return Plain::Took(None) };
-        record.release();
-        // As in `recv`; a wake-up that fails only leaves the sender to its ROOM_SLICE.
-        if rx_space.stats().waiters != 0 {
-            let _ = rx_space.ring();
-        }
+        release(record, rx_space);
         Plain::Took(Some(r))
     }
-}
 
-impl ShmLink {
     /// A request/response server's step on shm (see `Core::recv_reply`): like
     /// [`recv_plain`](Self::recv_plain), and if `f` leaves a reply in `head` and `body`, it
-    /// goes into the outgoing ring as frame `seq_out` before the request's record is
-    /// released. [`Reply::Full`]: the reply was asked for but is not in the ring (no room,
-    /// too large, peer gone): the caller sends it the general way.
+    /// goes into the outgoing ring as frame `seq_out` (at most `max_out` bytes) before the
+    /// request's record is released. [`Reply::Full`]: the reply was asked for but is not in
+    /// the ring (no room, too large, peer gone): the caller sends it the general way.
     #[inline]
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn reply_plain<R, F: FnOnce(&[u8], &mut Vec<u8>, &mut Vec<u8>) -> (R, bool)>(
@@ -271,15 +289,12 @@ impl ShmLink {
         f: F,
     ) -> Plain<(R, Reply), F> {
         let ShmLink { rx, rx_space, tx, tx_data, rx_data, max_frame, .. } = self;
-        let record = match rx.peek() {
-            Ok(Some(record)) => record,
+        let (record, end) = match next_plain(rx, seq, max) {
+            Ok(Some(next)) => next,
             Ok(None) => return Plain::Empty(f),
-            Err(_) => return Plain::Other(f),
+            Err(()) => return Plain::Other(f),
         };
-        let Some(payload) = frame::plain_data(frame_in(record.bytes()), seq, max) else {
-            return Plain::Other(f);
-        };
-        let (r, reply) = f(payload, head, body);
+        let (r, reply) = f(&record.bytes()[frame::HEADER_LEN..end], head, body);
         let mut done = if reply { Reply::Full } else { Reply::None };
         let msg = head.len() + body.len();
         let len = frame::HEADER_LEN + msg;
@@ -304,11 +319,8 @@ impl ShmLink {
                 done = Reply::Sent;
             }
         }
-        record.release();
-        if rx_space.stats().waiters != 0 {
-            let _ = rx_space.ring();
-        }
-        Plain::Took(Some((r, done)))
+        release(record, rx_space);
+        Plain::Took((r, done))
     }
 }
 
