@@ -19,7 +19,7 @@ mod sysv_msg;
 
 use std::time::Duration;
 
-use ipcx_sys::uds::UdsStream;
+use ipcx_sys::uds::{RecvError, RecvFdsError, UdsStream};
 use ipcx_sys::Permissions;
 
 use super::error::ConnectError;
@@ -214,6 +214,21 @@ pub(crate) fn recv_in_slices<T, E>(
             r => return Ok(r),
         }
     }
+}
+
+/// [`recv_in_slices`] for a receive that brings fds: `recv(None)` blocks (in the socket's
+/// receive-timeout slices), `recv(Some(t))` waits at most `t` (zero: only tries).
+pub(crate) fn recv_fds_in_slices<T>(
+    deadline: Deadline,
+    mut recv: impl FnMut(Option<Duration>) -> Result<T, RecvFdsError>,
+) -> Result<Result<T, RecvFdsError>, LinkError> {
+    let wait = |w| match w {
+        UdsWait::Now => Some(Duration::ZERO),
+        UdsWait::Block => None,
+        UdsWait::For(t) => Some(t),
+    };
+    let sliced = |e: &RecvFdsError| matches!(e, RecvFdsError::Recv(RecvError::WouldBlock));
+    recv_in_slices(deadline, |w| recv(wait(w)), sliced)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use ipcx_sys::uds::{
 };
 use ipcx_sys::{CreateMode, Permissions};
 
-use super::{recv_in_slices, UdsWait};
+use super::recv_fds_in_slices;
 use crate::channel::error::{AcceptError, ConnectError};
 use crate::channel::handshake_io::FrameIo;
 use crate::channel::link::{Deadline, LinkError, LinkOps};
@@ -102,13 +102,10 @@ impl LinkOps for SeqpacketLink {
 
     fn recv<R>(&mut self, deadline: Deadline, f: impl FnOnce(&[u8]) -> R) -> Result<R, LinkError> {
         let (sock, buf) = (&self.sock, &mut self.buf);
-        let recv = |wait| match wait {
-            UdsWait::Now => sock.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
-            UdsWait::Block => sock.recv_with_fds(buf, MAX_FDS),
-            UdsWait::For(t) => sock.recv_with_fds_timeout(buf, MAX_FDS, t),
-        };
-        let sliced = |e: &RecvFdsError| matches!(e, RecvFdsError::Recv(RecvError::WouldBlock));
-        let r = recv_in_slices(deadline, recv, sliced)?;
+        let r = recv_fds_in_slices(deadline, |wait| match wait {
+            Some(t) => sock.recv_with_fds_timeout(buf, MAX_FDS, t),
+            None => sock.recv_with_fds(buf, MAX_FDS),
+        })?;
         let n = match r {
             // Every frame is at least a header long: an empty read is the end of the connection.
             Ok((0, _)) | Err(RecvFdsError::Recv(RecvError::PeerReset)) => {

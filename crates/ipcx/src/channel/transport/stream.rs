@@ -21,7 +21,7 @@ use std::time::Duration;
 use ipcx_sys::pipe::{PipeReader, PipeWriter};
 use ipcx_sys::uds::{RecvError, RecvFdsError, SendError, SendFdsError, UdsStream, MAX_FDS};
 
-use super::{recv_in_slices, UdsWait};
+use super::{recv_fds_in_slices, recv_in_slices, UdsWait};
 use crate::channel::link::{Deadline, LinkError, LinkOps};
 use crate::frame::{FrameHeader, HEADER_LEN};
 
@@ -335,13 +335,10 @@ impl ByteIo for UdsStream {
         deadline: Deadline,
         fds: &mut VecDeque<Vec<OwnedFd>>,
     ) -> Result<usize, LinkError> {
-        let recv = |wait| match wait {
-            UdsWait::Now => self.recv_with_fds_timeout(buf, MAX_FDS, Duration::ZERO),
-            UdsWait::Block => self.recv_with_fds(buf, MAX_FDS),
-            UdsWait::For(t) => self.recv_with_fds_timeout(buf, MAX_FDS, t),
-        };
-        let sliced = |e: &RecvFdsError| matches!(e, RecvFdsError::Recv(RecvError::WouldBlock));
-        let r = recv_in_slices(deadline, recv, sliced)?;
+        let r = recv_fds_in_slices(deadline, |wait| match wait {
+            Some(t) => self.recv_with_fds_timeout(buf, MAX_FDS, t),
+            None => self.recv_with_fds(buf, MAX_FDS),
+        })?;
         match r {
             Ok((n, batch)) => {
                 if !batch.is_empty() {
