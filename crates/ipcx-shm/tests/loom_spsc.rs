@@ -3,14 +3,15 @@
 //! Run with
 //! `RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=2 cargo test -p ipcx-shm --release --test loom_spsc`.
 //!
-//! loom sees the control-block positions (loom atomics under `cfg(loom)`), but not the data
-//! area: its header words are std atomics and its payload plain bytes (see `sync.rs`,
-//! `DataWord`). So the test shadows every 8-byte word of the data area with a
-//! `loom::cell::UnsafeCell`: the producer writes the shadow of each word it fills (headers,
-//! payload, PAD) between its claim and its commit, the consumer reads the shadow of each
-//! word it reads between its peek and its release. loom then reports any access to a word
-//! that is not ordered by the ring's Release/Acquire pairs, exactly as it would for the
-//! real bytes. Payload contents are checked for real as well.
+//! loom sees the control-block positions and, under `cfg(loom)`, the data area's header
+//! words (the ring keeps a loom atomic per word in its control block, `ring/shadow.rs`): the
+//! header is what publishes a record. It cannot see the payload, plain bytes. So the test
+//! shadows every 8-byte word of the data area with a `loom::cell::UnsafeCell`: the producer
+//! writes the shadow of each word it fills (headers, payload, PAD) between its claim and its
+//! commit, the consumer reads the shadow of each word it reads between its peek and its
+//! release. loom then reports any access to a word that is not ordered by the ring's
+//! Release/Acquire pairs (header store and load, `read` store and load), exactly as it
+//! would for the real bytes. Payload contents are checked for real as well.
 #![cfg(loom)]
 
 use std::sync::Arc;
@@ -133,15 +134,17 @@ fn run(lens: &'static [usize]) {
 }
 
 /// 120 + 112 bytes fill 0..248; the third record (120 bytes, 128 in the ring) needs a PAD
-/// over 248..256 and the first record's space back: once the consumer has released it the
-/// ring is exactly full (write - read == capacity), one byte earlier the claim is refused.
+/// over 248..256, its 128 bytes at 0 and the 8 bytes kept free behind it: the space of both
+/// earlier records, so its claim is refused until the consumer has released them, and its
+/// PAD is published after it.
 #[test]
 fn wrap_with_pad_at_the_full_edge() {
     run(&[120, 112, 120]);
 }
 
-/// 56 + 120 + 56 bytes end exactly at the ring's end (no PAD) with nothing released: the
-/// ring is full at the boundary; the fourth record starts the next lap at offset 0.
+/// 56 + 120 + 56 bytes end exactly at the ring's end (no PAD): the third waits for the
+/// first's space (it needs 8 bytes beyond the end, for the zero word at offset 0); the
+/// fourth record starts the next lap at offset 0.
 #[test]
 fn exact_fit_then_next_lap() {
     run(&[56, 120, 56, 8]);

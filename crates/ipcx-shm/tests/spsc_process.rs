@@ -931,8 +931,11 @@ fn hostile(chan: &Chan, case: &str) {
             header(0).store(record::encode(KIND_DATA, u32::MAX, 0, CAP_LOG2), Ordering::Relaxed);
             publish(16);
         }
-        "length-past-write" => {
-            header(0).store(record::encode(KIND_DATA, 64, 0, CAP_LOG2), Ordering::Relaxed);
+        // A PAD from the consumer's position to the ring's end: the whole ring, leaving
+        // no room for the record it claims to make room for.
+        "pad-over-the-ring" => {
+            let pad = record::encode(KIND_PAD, (CAP - 8) as u32, 0, CAP_LOG2);
+            header(0).store(pad, Ordering::Relaxed);
             publish(16);
         }
         "stale-lap" => {
@@ -997,17 +1000,11 @@ fn hostile_peer(fx: &Fixture, case: &str) -> Peer {
 }
 
 #[test]
-fn hostile_producer_garbage_is_a_corrupt_error() {
-    let cases: [(&str, IsExpected); 8] = [
-        (
-            "beyond-capacity",
-            |c| matches!(c, Corruption::BadPosition { found, .. } if *found == CAP + 64),
-        ),
-        ("unaligned", |c| matches!(c, Corruption::BadPosition { found: 20, .. })),
-        ("backwards", |c| matches!(c, Corruption::BadPosition { found: 8, other: 16, .. })),
+fn hostile_producer_garbage_headers_are_a_corrupt_error() {
+    let cases: [(&str, IsExpected); 5] = [
         ("bad-kind", |c| *c == Corruption::BadKind(7)),
         ("huge-length", |c| matches!(c, Corruption::BadLength { len: u32::MAX, .. })),
-        ("length-past-write", |c| matches!(c, Corruption::BadLength { len: 64, .. })),
+        ("pad-over-the-ring", |c| *c == Corruption::BadPad { len: (CAP - 8) as u32 }),
         ("stale-lap", |c| *c == Corruption::BadLap { found: 1, expected: 0 }),
         ("short-pad", |c| *c == Corruption::BadPad { len: 8 }),
     ];
@@ -1015,11 +1012,6 @@ fn hostile_producer_garbage_is_a_corrupt_error() {
         let fx = Fixture::new("spschp");
         let mut rx = fx.chan().rx(true);
         let mut p = hostile_peer(&fx, case);
-        if case == "backwards" {
-            p.expect("pushed");
-            assert_eq!(rx.recv(Path::new("/nonexistent"), |b| b.to_vec()).unwrap(), b"good");
-            p.send("go");
-        }
         p.expect("done");
         // The consumer's wait ends at once with the corruption: no panic, no hang.
         let r = rx.recv(Path::new("/nonexistent"), |b| b.to_vec());
@@ -1027,11 +1019,51 @@ fn hostile_producer_garbage_is_a_corrupt_error() {
             Err(End::Corrupt(c)) => assert!(expected(&c.what), "{case}: {c:?}"),
             other => panic!("{case}: {other:?}"),
         }
-        // A consumer attaching now refuses an impossible position, or finds the header.
+        // A consumer attaching now finds the same header.
+        let mut c = fx.chan().consumer().unwrap();
+        assert!(matches!(c.peek(), Err(e) if expected(&e.what)), "{case}");
+        p.wait_success();
+        fx.finish();
+    }
+}
+
+/// The consumer takes records by their headers and never loads the producer's position
+/// once attached: a forged position changes nothing for it (its receive finds no record
+/// and ends when the peer is gone), and a consumer attaching afterwards refuses it.
+#[test]
+fn hostile_producer_positions_are_ignored_then_refused_at_attach() {
+    let cases: [(&str, IsExpected); 3] = [
+        (
+            "beyond-capacity",
+            |c| matches!(c, Corruption::BadPosition { found, .. } if *found == CAP + 64),
+        ),
+        ("unaligned", |c| matches!(c, Corruption::BadPosition { found: 20, .. })),
+        ("backwards", |c| matches!(c, Corruption::BadPosition { found: 8, other: 16, .. })),
+    ];
+    for (case, expected) in cases {
+        let fx = Fixture::new("spschq");
+        let mut rx = fx.chan().rx(true);
+        let mut p = hostile_peer(&fx, case);
+        let nobody = Path::new("/nonexistent");
+        if case == "unaligned" || case == "backwards" {
+            if case == "backwards" {
+                p.expect("pushed");
+            } else {
+                p.expect("done");
+            }
+            assert_eq!(rx.recv(nobody, |b| b.to_vec()).unwrap(), b"good");
+            if case == "backwards" {
+                p.send("go");
+            }
+        }
+        if case != "unaligned" {
+            p.expect("done");
+        }
+        let r = rx.recv(nobody, |b| b.to_vec());
+        assert!(matches!(r, Err(End::PeerDead)), "{case}: {r:?}");
         match fx.chan().consumer() {
             Err(LayoutError::Corrupt(c)) => assert!(expected(&c.what), "{case}: attach {c:?}"),
-            Ok(mut c) => assert!(matches!(c.peek(), Err(e) if expected(&e.what)), "{case}"),
-            Err(e) => panic!("{case}: {e}"),
+            other => panic!("{case}: attach {other:?}"),
         }
         p.wait_success();
         fx.finish();

@@ -304,7 +304,7 @@ fn fake_accept(listener: &UdsListener, forgery: Forgery) {
         Forgery::GarbageRings => Some(forged_memfd(size, &header, true)),
         Forgery::NoFd => None,
     };
-    let setup = b"shm2";
+    let setup = b"shm3";
     let head = FrameHeader::for_payload(FrameKind::Data, FrameFlags::NONE, 0, setup).unwrap();
     let mut bytes = head.encode().to_vec();
     bytes.extend_from_slice(setup);

@@ -14,6 +14,8 @@
 
 pub mod broadcast;
 pub mod mpsc;
+#[cfg(loom)]
+mod shadow;
 pub mod spsc;
 
 use thiserror::Error;

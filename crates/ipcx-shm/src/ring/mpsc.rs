@@ -117,8 +117,6 @@
 
 mod consumer;
 mod producer;
-#[cfg(loom)]
-mod shadow;
 #[cfg(all(test, not(loom)))]
 mod tests;
 
@@ -126,6 +124,8 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::ptr::NonNull;
 
+#[cfg(loom)]
+use super::shadow;
 use super::{check_place, max_payload, Corrupt, LayoutError};
 use crate::layout::Padded;
 use crate::record::{self, Corruption, KIND_CLAIMED, KIND_DATA, KIND_PAD, KIND_SKIP};

@@ -11,24 +11,40 @@
 //!
 //! # Memory-ordering protocol
 //!
-//! - The producer writes a record (payload, then header, both plain or Relaxed), then
-//!   stores the new `write` position with **Release**; the consumer loads `write` with
-//!   **Acquire** before reading any header or payload below it. (`SYNC: records published`)
+//! The record header is the commit flag: the consumer never needs the producer's `write`
+//! position, so a record reaches it in one cache-line transfer (the line holding the
+//! header), not two (`write`'s line, then the header's).
+//!
+//! - The word at the producer's `write` position is always zero ("nothing here yet"): the
+//!   data area starts zeroed at `init`, and the producer keeps 8 bytes of the ring free
+//!   behind every record so that it can zero the word at the record's end before it
+//!   publishes the record.
+//! - Commit: the producer writes the payload (plain), zeroes the word at the record's end
+//!   (Relaxed), stores the DATA header with **Release**, and, if the record wrapped, the PAD
+//!   header in front of it with **Release** after that (so a consumer that sees the PAD
+//!   sees the record behind it). Only then does it store `write` (for room accounting,
+//!   counters and attach; the consumer does not wait on it). (`SYNC: records published`)
+//! - The consumer loads the header at its `read` position with **Acquire**: zero means
+//!   empty; anything else is a header of this lap (or the ring is corrupt), and the
+//!   payload behind it is complete. Because the word at `write` was zeroed before the
+//!   record in front of it was published, the consumer never mistakes bytes of an earlier
+//!   lap for a header.
 //! - The consumer, done with records, stores the new `read` position with **Release**; the
 //!   producer loads `read` with **Acquire** before reusing the space. (`SYNC: space
 //!   released`) This orders the consumer's reads of a payload before the producer's next
 //!   writes to the same bytes.
-//! - Each side keeps its own position locally and caches the other's, reloading it only
-//!   when the cache says the ring is full (producer) or empty (consumer). On the fast path
-//!   a record costs no shared-line read at all.
+//! - The producer caches `read`, reloading it only when the cache says the ring is full.
+//!   On the fast path a record costs the consumer one line the producer wrote (the header's)
+//!   and the producer no line the consumer wrote.
 //!
 //! # Hostile peers
 //!
 //! Positions and headers loaded from shared memory are checked before use: `write` must
 //! lie in `read..=read+capacity`, be 8-aligned and below [`MAX_POSITION`], `read` in
-//! `write-capacity..=write`;
-//! each header is loaded once and validated by [`record::decode`]. Any violation is a
-//! [`Corrupt`] error; nothing is read out of bounds. Payload bytes handed out in place may
+//! `write-capacity..=write`; each header is loaded once and validated by [`record::decode`]
+//! against the consumer's own position (a record must end at least 8 bytes short of a full
+//! ring, as an honest producer leaves it). Any violation is a [`Corrupt`] error; nothing is
+//! read out of bounds. Payload bytes handed out in place may
 //! still be changed by a misbehaving peer while the caller looks at them; treat their
 //! contents as untrusted input.
 
@@ -36,16 +52,25 @@ use std::marker::PhantomData;
 use std::mem::size_of;
 use std::ptr::NonNull;
 
-use super::{
-    capacity_log2, check_place, check_positions, max_payload, ClaimError, Corrupt, LayoutError,
-};
+#[cfg(loom)]
+use super::shadow;
+use super::{check_place, check_positions, max_payload, ClaimError, Corrupt, LayoutError};
 use crate::layout::Padded;
 use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
 use crate::region::Region;
-use crate::sync::{AtomicU32, AtomicU64, DataWord, Ordering};
+#[cfg(not(loom))]
+use crate::sync::DataWord;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// Tag identifying an SPSC control block ("SPSC").
-const TAG: u32 = 0x5350_5343;
+/// Tag identifying an SPSC control block: "SPS2", the header-published protocol above
+/// ("SPSC", whose consumer waited on `write` and whose producer kept no zero word, is
+/// refused: the two cannot share a ring).
+const TAG: u32 = 0x5350_5332;
+
+/// The word the producer keeps at its `write` position: no record here yet.
+const EMPTY: u64 = 0;
+/// Bytes the producer leaves free behind every record, for that word.
+const RESERVE: u64 = record::HEADER;
 
 pub use super::MAX_POSITION;
 
@@ -82,6 +107,9 @@ pub struct SpscControl {
     producer: Padded<ProducerLine>,
     consumer: Padded<ConsumerLine>,
     info: Padded<Info>,
+    /// Under loom, the data area's header words, which loom cannot see in raw bytes.
+    #[cfg(loom)]
+    shadow: shadow::Shadow,
 }
 
 #[cfg(not(loom))]
@@ -108,6 +136,22 @@ pub struct SpscStats {
     pub queued_bytes: u64,
 }
 
+#[cfg(not(loom))]
+type HeaderWord = DataWord;
+#[cfg(loom)]
+type HeaderWord = AtomicU64;
+
+/// Validates a capacity and returns its log2: the rings' usual range, or under loom
+/// 256..=[`shadow::MAX_CAPACITY`] bytes, so models stay small.
+fn ring_capacity_log2(capacity: u64) -> Result<u32, LayoutError> {
+    let log2 = super::capacity_log2(capacity)?;
+    #[cfg(loom)]
+    if capacity > shadow::MAX_CAPACITY {
+        return Err(LayoutError::BadCapacity(capacity));
+    }
+    Ok(log2)
+}
+
 /// Geometry and addresses shared by both ends.
 struct Ring<R: Region> {
     region: R,
@@ -126,11 +170,18 @@ impl<R: Region> Ring<R> {
     }
 
     /// The header word at data offset `off` (8-aligned, `off + 8 <= cap`).
-    fn header(&self, off: u64) -> &DataWord {
+    #[cfg(not(loom))]
+    fn header(&self, off: u64) -> &HeaderWord {
         debug_assert!(off % 8 == 0 && off + 8 <= self.cap);
         // SAFETY: off is 8-aligned and inside the data area (callers mask positions with
         // cap - 1 and records are 8-aligned); the data area stays mapped while self lives.
-        unsafe { &*self.at(off).cast::<DataWord>() }
+        unsafe { &*self.at(off).cast::<HeaderWord>() }
+    }
+
+    /// The header word at data offset `off`: under loom, its shadow atomic.
+    #[cfg(loom)]
+    fn header(&self, off: u64) -> &HeaderWord {
+        &self.ctrl().shadow.words[(off / 8) as usize].header
     }
 
     /// Address of data offset `off` (not dereferenced here; callers bound-check).
@@ -163,7 +214,7 @@ impl<R: Region> Ring<R> {
         }
         let log2 = info.cap_log2.load(Ordering::Relaxed);
         let cap = 1u64.checked_shl(log2).unwrap_or(0);
-        capacity_log2(cap)?;
+        ring_capacity_log2(cap)?;
         check_place(offset, required_size(cap), region.len())?;
         // SAFETY: control block and data area lie inside the region (checked above).
         let data = unsafe { ctrl.cast::<u8>().add(size_of::<SpscControl>()) };
@@ -180,7 +231,7 @@ impl<R: Region> Ring<R> {
 /// Call once, by the creator, before any producer or consumer attaches (publish the region
 /// to other processes only afterwards, e.g. with the segment's init word).
 pub fn init<R: Region>(region: &R, offset: usize, capacity: u64) -> Result<(), LayoutError> {
-    let cap_log2 = capacity_log2(capacity)?;
+    let cap_log2 = ring_capacity_log2(capacity)?;
     check_place(offset, required_size(capacity), region.len())?;
     let ctrl = SpscControl {
         producer: Padded(ProducerLine {
@@ -190,12 +241,23 @@ pub fn init<R: Region>(region: &R, offset: usize, capacity: u64) -> Result<(), L
         }),
         consumer: Padded(ConsumerLine { read: AtomicU64::new(0), consumed: AtomicU64::new(0) }),
         info: Padded(Info { tag: AtomicU32::new(0), cap_log2: AtomicU32::new(cap_log2) }),
+        #[cfg(loom)]
+        shadow: shadow::Shadow::new(),
     };
     // SAFETY: the place is inside the region, 128-aligned (checked above); nobody else uses
     // it yet (the caller's contract), so a plain write of the whole block is race-free.
     let place = unsafe { region.base().add(offset) }.cast::<SpscControl>();
     // SAFETY: as above.
     unsafe { place.as_ptr().write(ctrl) };
+    // The word at `write` (0) must say "empty" whatever the memory held before.
+    #[cfg(not(loom))]
+    {
+        // SAFETY: the data area follows the control block inside the checked place; its
+        // first word is 8-aligned (the place is 128-aligned) and nobody uses it yet.
+        let first = unsafe { place.add(1) }.cast::<DataWord>();
+        // SAFETY: as above.
+        unsafe { first.as_ref() }.store(EMPTY, Ordering::Relaxed);
+    }
     // SAFETY: just initialised; only atomics are accessed through the reference.
     let info = unsafe { &place.as_ref().info };
     // SYNC: ring initialised
@@ -221,16 +283,65 @@ unsafe impl<R: Region> Send for Producer<R> {}
 
 impl<R: Region> Producer<R> {
     /// Attaches the producing end to an initialised ring at `offset` of `region`.
+    ///
+    /// A producer that died between publishing a record (its header) and storing `write`
+    /// left `write` one record short: the successor finds that record's header at `write`
+    /// and resumes behind it, so it never overwrites a published record.
     pub fn attach(region: R, offset: usize) -> Result<Producer<R>, LayoutError> {
         let ring = Ring::attach(region, offset)?;
         let c = ring.ctrl();
-        let write = c.producer.write.load(Ordering::Relaxed);
+        let stored = c.producer.write.load(Ordering::Relaxed);
+        let mut published = c.producer.published.load(Ordering::Relaxed);
+        let write = match Self::published_after(&ring, stored)? {
+            Some(end) => {
+                published = published.wrapping_add(1);
+                end
+            }
+            None => stored,
+        };
         // SYNC: space released
         let read = c.consumer.read.load(Ordering::Acquire);
         check_positions(read, write, ring.cap).map_err(|what| ring.corrupt(write, what))?;
-        let published = c.producer.published.load(Ordering::Relaxed);
         let full = c.producer.full.load(Ordering::Relaxed);
-        Ok(Producer { ring, write, read_cache: read, published, full, _not_sync: PhantomData })
+        let producer =
+            Producer { ring, write, read_cache: read, published, full, _not_sync: PhantomData };
+        if write != stored {
+            let line = &producer.ring.ctrl().producer;
+            line.published.store(published, Ordering::Relaxed);
+            line.write.store(write, Ordering::Release);
+        }
+        Ok(producer)
+    }
+
+    /// The end of a record published at `write` (after a PAD, if one is there) whose
+    /// producer died before storing `write`; `None` if the word there is empty.
+    fn published_after(ring: &Ring<R>, write: u64) -> Result<Option<u64>, Corrupt> {
+        if write % 8 != 0 || write > MAX_POSITION {
+            let what = Corruption::BadPosition { found: write, other: 0, capacity: ring.cap };
+            return Err(ring.corrupt(write, what));
+        }
+        let mask = ring.cap - 1;
+        // SYNC: records published
+        let word = ring.header(write & mask).load(Ordering::Acquire);
+        if word == EMPTY {
+            return Ok(None);
+        }
+        let (log2, max) = (ring.cap_log2, ring.max_payload);
+        let mut pos = write;
+        let mut avail = ring.cap - RESERVE;
+        let mut decoded = record::decode(word, pos, log2, avail, max);
+        if let Ok(Record::Pad { total }) = decoded {
+            pos += total;
+            avail -= total;
+            // SYNC: records published
+            let word = ring.header(pos & mask).load(Ordering::Acquire);
+            decoded = record::decode(word, pos, log2, avail, max);
+        }
+        match decoded {
+            Ok(Record::Data { total, .. }) => Ok(Some(pos + total)),
+            Ok(Record::Pad { .. }) => Err(ring.corrupt(pos, Corruption::BadPad { len: 0 })),
+            Err(what) => Err(ring.corrupt(pos, what)),
+        }
     }
 
     /// Largest payload this ring carries.
@@ -241,23 +352,14 @@ impl<R: Region> Producer<R> {
     /// Claims room for a record of `len` bytes, to be written in place and then
     /// [`Claim::commit`]ted. Dropping the claim uncommitted publishes nothing.
     pub fn claim(&mut self, len: usize) -> Result<Claim<'_, R>, ClaimError> {
-        let Some(Fit { total, to_end, off }) = self.fit(len)? else {
+        let Some(Fit { total, to_end }) = self.fit(len)? else {
             self.full = self.full.wrapping_add(1);
             self.ring.ctrl().producer.full.store(self.full, Ordering::Relaxed);
             return Err(ClaimError::Full);
         };
-        let (pad, rec_pos) =
-            if total <= to_end { (0, self.write) } else { (to_end, self.write + to_end) };
-        if pad != 0 {
-            let word = record::encode(
-                KIND_PAD,
-                (pad - record::HEADER) as u32,
-                self.write,
-                self.ring.cap_log2,
-            );
-            self.ring.header(off).store(word, Ordering::Relaxed);
-        }
-        Ok(Claim { producer: self, rec_pos, len: len as u32, end: rec_pos + total })
+        let pad = if total <= to_end { 0 } else { to_end };
+        let rec_pos = self.write + pad;
+        Ok(Claim { producer: self, rec_pos, pad, len: len as u32, end: rec_pos + total })
     }
 
     /// Whether a record of `len` payload bytes fits now. Writes nothing to shared memory
@@ -277,7 +379,8 @@ impl<R: Region> Producer<R> {
         let cap = self.ring.cap;
         let off = self.write & (cap - 1);
         let to_end = cap - off;
-        let need = if total <= to_end { total } else { to_end + total };
+        // The record (after a PAD if it does not fit before the end), then the zero word.
+        let need = if total <= to_end { total } else { to_end + total } + RESERVE;
         // Only a forged control block (read at attach) puts `write` this close to 2^64.
         let Some(end) = self.write.checked_add(need) else {
             let what = Corruption::BadPosition {
@@ -296,7 +399,7 @@ impl<R: Region> Producer<R> {
                 return Ok(None);
             }
         }
-        Ok(Some(Fit { total, to_end, off }))
+        Ok(Some(Fit { total, to_end }))
     }
 
     /// Copies `payload` into a new record and publishes it.
@@ -318,18 +421,18 @@ impl<R: Region> Producer<R> {
     }
 }
 
-/// Placement of a record that fits: its total size, the bytes to the ring's end, and the
-/// offset of the producer's position.
+/// Placement of a record that fits: its total size and the bytes to the ring's end.
 struct Fit {
     total: u64,
     to_end: u64,
-    off: u64,
 }
 
 /// Room for one record, claimed by [`Producer::claim`].
 pub struct Claim<'a, R: Region> {
     producer: &'a mut Producer<R>,
     rec_pos: u64,
+    /// Bytes of the PAD in front of the record (0: none), from the producer's position.
+    pad: u64,
     len: u32,
     end: u64,
 }
@@ -348,13 +451,27 @@ impl<R: Region> Claim<'_, R> {
     pub fn commit(self) {
         let p = self.producer;
         let ring = &p.ring;
+        let mask = ring.cap - 1;
+        // The word the consumer reads once it is past this record: nothing there yet.
+        ring.header(self.end & mask).store(EMPTY, Ordering::Relaxed);
         let word = record::encode(KIND_DATA, self.len, self.rec_pos, ring.cap_log2);
-        ring.header(self.rec_pos & (ring.cap - 1)).store(word, Ordering::Relaxed);
+        // SYNC: records published
+        ring.header(self.rec_pos & mask).store(word, Ordering::Release);
+        if self.pad != 0 {
+            let pad = record::encode(
+                KIND_PAD,
+                (self.pad - record::HEADER) as u32,
+                p.write,
+                ring.cap_log2,
+            );
+            // SYNC: records published (after the record it makes room for)
+            ring.header(p.write & mask).store(pad, Ordering::Release);
+        }
         p.write = self.end;
         p.published = p.published.wrapping_add(1);
         let line = &ring.ctrl().producer;
         line.published.store(p.published, Ordering::Relaxed);
-        // SYNC: records published
+        // SYNC: write position (attach, counters)
         line.write.store(self.end, Ordering::Release);
     }
 }
@@ -364,8 +481,6 @@ pub struct Consumer<R: Region> {
     ring: Ring<R>,
     /// Local copy of our `read` position.
     read: u64,
-    /// Last `write` position seen.
-    write_cache: u64,
     consumed: u64,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
@@ -379,46 +494,39 @@ impl<R: Region> Consumer<R> {
         let ring = Ring::attach(region, offset)?;
         let c = ring.ctrl();
         let read = c.consumer.read.load(Ordering::Relaxed);
-        // SYNC: records published
-        let write = c.producer.write.load(Ordering::Acquire);
+        let write = c.producer.write.load(Ordering::Relaxed);
         check_positions(read, write, ring.cap).map_err(|what| ring.corrupt(write, what))?;
         let consumed = c.consumer.consumed.load(Ordering::Relaxed);
-        Ok(Consumer { ring, read, write_cache: write, consumed, _not_sync: PhantomData })
+        Ok(Consumer { ring, read, consumed, _not_sync: PhantomData })
     }
 
-    /// Whether a record is ready (reloads the producer's position if needed).
+    /// Whether a record is ready: the header word at our position is no longer zero (a
+    /// corrupt word counts as ready too, for [`peek`](Self::peek) to report). Reads that
+    /// one word, nothing the producer keeps elsewhere.
+    #[inline]
     pub fn has_next(&mut self) -> Result<bool, Corrupt> {
-        if self.read != self.write_cache {
-            return Ok(true);
-        }
-        self.refresh()?;
-        Ok(self.read != self.write_cache)
-    }
-
-    fn refresh(&mut self) -> Result<(), Corrupt> {
-        // SYNC: records published
-        let write = self.ring.ctrl().producer.write.load(Ordering::Acquire);
-        check_positions(self.read, write, self.ring.cap)
-            .map_err(|what| self.ring.corrupt(write, what))?;
-        self.write_cache = write;
-        Ok(())
+        let ring = &self.ring;
+        Ok(ring.header(self.read & (ring.cap - 1)).load(Ordering::Relaxed) != EMPTY)
     }
 
     /// The next record, in place, if one is ready. It stays in the ring until
     /// [`Peeked::release`]; peeking again returns the same record.
     pub fn peek(&mut self) -> Result<Option<Peeked<'_, R>>, Corrupt> {
-        if !self.has_next()? {
-            return Ok(None);
-        }
         let ring = &self.ring;
         let mut pos = self.read;
         loop {
-            let avail = self.write_cache - pos;
-            if avail == 0 {
-                // A pad must be followed by the record it made room for.
+            // SYNC: records published
+            let word = ring.header(pos & (ring.cap - 1)).load(Ordering::Acquire);
+            if word == EMPTY {
+                if pos == self.read {
+                    return Ok(None);
+                }
+                // A pad is published after the record it made room for.
                 return Err(ring.corrupt(pos, Corruption::BadPad { len: 0 }));
             }
-            let word = ring.header(pos & (ring.cap - 1)).load(Ordering::Relaxed);
+            // What an honest producer may have written from our position on: the ring,
+            // less the word it keeps free behind its last record.
+            let avail = (ring.cap - RESERVE).saturating_sub(pos - self.read);
             match record::decode(word, pos, ring.cap_log2, avail, ring.max_payload) {
                 Ok(Record::Pad { total }) if pos == self.read => pos += total,
                 Ok(Record::Pad { .. }) => {
@@ -522,7 +630,6 @@ impl<R: Region> std::fmt::Debug for Consumer<R> {
         f.debug_struct("Consumer")
             .field("capacity", &self.ring.cap)
             .field("read", &self.read)
-            .field("write_cache", &self.write_cache)
             .finish_non_exhaustive()
     }
 }
@@ -575,7 +682,8 @@ mod tests {
         while p.push(&[7; 24]).is_ok() {
             n += 1;
         }
-        assert_eq!(n, 256 / 32);
+        // 32 bytes per record, and 8 kept free behind the last one for the zero word.
+        assert_eq!(n, 256 / 32 - 1);
         assert_eq!(p.has_room(24), Ok(false));
         assert_eq!(p.push(&[7; 24]), Err(ClaimError::Full));
         assert_eq!(p.stats().full, 2, "has_room does not count as a refused claim");
@@ -613,10 +721,94 @@ mod tests {
         assert!(c.peek().is_err());
         c.ring.header(0).store(good, Ordering::Relaxed);
         assert_eq!(c.peek().unwrap().unwrap().bytes(), b"hello");
-        // A producer position beyond capacity.
+        c.peek().unwrap().unwrap().release();
+        // The consumer never reads the producer's position: forging it changes nothing.
         c.ring.ctrl().producer.write.store(4096, Ordering::Relaxed);
-        c.write_cache = c.read;
-        assert!(matches!(c.peek(), Err(Corrupt { what: Corruption::BadPosition { .. }, .. })));
+        assert!(c.peek().unwrap().is_none());
+        // A header of another lap where the next record belongs.
+        let at = c.read & 255;
+        c.ring.header(at).store(record::encode(KIND_DATA, 8, c.read + 256, 8), Ordering::Relaxed);
+        assert!(matches!(c.peek(), Err(Corrupt { what: Corruption::BadLap { .. }, .. })));
+        // A record that would run into the 8 bytes an honest producer keeps free.
+        c.ring.header(at).store(record::encode(KIND_DATA, 120, c.read, 8), Ordering::Relaxed);
+        assert!(c.peek().is_ok(), "120 bytes fit");
+        let (mut p2, mut c2) = ring(256);
+        p2.push(&[1; 100]).unwrap();
+        c2.peek().unwrap().unwrap().release(); // read = 112: 144 bytes to the end
+        let pos = c2.read;
+        c2.ring.header(pos).store(record::encode(KIND_PAD, 136, pos, 8), Ordering::Relaxed);
+        c2.ring.header(0).store(record::encode(KIND_DATA, 112, pos + 144, 8), Ordering::Relaxed);
+        assert!(
+            matches!(c2.peek(), Err(Corrupt { what: Corruption::BadLength { .. }, .. })),
+            "PAD (144) + record (120) + 8 reserved exceed 256"
+        );
+        // A PAD with nothing behind it: an honest producer publishes the record first.
+        c2.ring.header(0).store(0, Ordering::Relaxed);
+        assert!(matches!(c2.peek(), Err(Corrupt { what: Corruption::BadPad { len: 0 }, .. })));
+    }
+
+    #[test]
+    fn the_word_after_the_last_record_is_kept_zero() {
+        let (mut p, mut c) = ring(256);
+        for len in [5usize, 100, 0, 120, 40, 64, 3] {
+            p.push(&vec![0xff; len]).unwrap();
+            assert_eq!(p.ring.header(p.write & 255).load(Ordering::Relaxed), 0, "after {len}");
+            assert_eq!(c.peek().unwrap().unwrap().len(), len);
+            c.peek().unwrap().unwrap().release();
+            assert!(!c.has_next().unwrap());
+        }
+    }
+
+    #[test]
+    fn a_successor_resumes_behind_a_record_published_without_its_write_position() {
+        for first in [10usize, 110] {
+            let (mut p, mut c) = ring(256);
+            for len in [120, 8] {
+                p.push(&vec![1; len]).unwrap();
+                c.peek().unwrap().unwrap().release();
+            }
+            let (write, published) = (p.write, p.published);
+            assert_eq!(write, 144);
+            // 10 bytes fit before the end; 110 do not, and go behind a PAD at offset 0.
+            p.push(&vec![2; first]).unwrap();
+            // The producer "died" after its headers and before `published` and `write`.
+            let line = &c.ring.ctrl().producer;
+            line.write.store(write, Ordering::Relaxed);
+            line.published.store(published, Ordering::Relaxed);
+            drop(p);
+            let mut p = Producer::attach(c.ring.region.clone(), 0).unwrap();
+            p.push(&[3; 7]).unwrap();
+            assert_eq!(c.peek().unwrap().unwrap().bytes(), &vec![2; first][..], "{first}");
+            c.peek().unwrap().unwrap().release();
+            assert_eq!(c.peek().unwrap().unwrap().bytes(), &[3; 7]);
+            assert_eq!(p.stats().published, published + 2);
+        }
+    }
+
+    #[test]
+    fn a_successor_refuses_garbage_at_the_write_position() {
+        let (mut p, c) = ring(256);
+        p.push(&[1; 8]).unwrap();
+        p.ring.header(p.write & 255).store(record::encode(9, 8, p.write, 8), Ordering::Relaxed);
+        let r = Producer::attach(c.ring.region.clone(), 0);
+        assert!(matches!(
+            r,
+            Err(LayoutError::Corrupt(Corrupt { what: Corruption::BadKind(9), .. }))
+        ));
+    }
+
+    #[test]
+    fn init_makes_the_first_word_empty_over_old_bytes() {
+        let region = Arc::new(HeapRegion::new(required_size(256) as usize));
+        let data = region.base().as_ptr().wrapping_add(size_of::<SpscControl>());
+        // SAFETY: the region is ours alone; the 256 bytes past the control block are its data.
+        unsafe { data.write_bytes(0xee, 256) };
+        init(&region, 0, 256).unwrap();
+        let mut c = Consumer::attach(region.clone(), 0).unwrap();
+        assert!(!c.has_next().unwrap() && c.peek().unwrap().is_none());
+        let mut p = Producer::attach(region, 0).unwrap();
+        p.push(b"abc").unwrap();
+        assert_eq!(c.peek().unwrap().unwrap().bytes(), b"abc");
     }
 
     #[test]

@@ -39,6 +39,37 @@ pub(super) fn record_payload(frame: usize) -> usize {
         .map_or(usize::MAX, |n| n - header)
 }
 
+/// Bytes of a record's payload in its first cache line, after the 8-byte record header.
+const FIRST: usize = LINE - record::HEADER as usize;
+
+/// Copies `parts`, one after another, to the start of `at` (a claimed record's payload),
+/// the bytes past the record's first cache line first. The receiver polls that line for
+/// the record header, and the header is the last store of a commit: written in order, the
+/// first bytes would take the line from the receiver once, the slower stores further on
+/// (lines the receiver's prefetcher may hold) would give it time to take the line back,
+/// and the header would take it again. Written this way, the line moves once.
+#[inline]
+fn fill(at: &mut [u8], parts: &[&[u8]]) {
+    let mut off = 0;
+    for part in parts {
+        let end = off + part.len();
+        if end > FIRST {
+            let skip = FIRST.saturating_sub(off);
+            at[off + skip..end].copy_from_slice(&part[skip..]);
+        }
+        off = end;
+    }
+    let mut off = 0;
+    for part in parts {
+        if off >= FIRST {
+            break;
+        }
+        let n = part.len().min(FIRST - off);
+        at[off..off + n].copy_from_slice(&part[..n]);
+        off += part.len();
+    }
+}
+
 /// The frame inside a record's payload: the bytes up to the end the frame header declares,
 /// when the rest is exactly the padding [`record_payload`] adds; otherwise all of them, which
 /// the channel core then refuses (length mismatch).
@@ -307,12 +338,7 @@ impl ShmLink {
                     crc: 0,
                     seq: seq_out,
                 };
-                let mut at = claim.bytes();
-                for part in [&header.encode()[..], head, body] {
-                    let (dst, rest) = at.split_at_mut(part.len());
-                    dst.copy_from_slice(part);
-                    at = rest;
-                }
+                fill(claim.bytes(), &[&header.encode()[..], head, body]);
                 claim.commit();
                 // A wake-up that fails leaves a parked peer to its peer-check slice.
                 let _ = tx_data.ring();
@@ -343,12 +369,7 @@ impl LinkOps for ShmLink {
             match self.tx.claim(padded) {
                 Ok(mut claim) => {
                     // The padding after the frame keeps whatever an earlier record left there.
-                    let mut at = claim.bytes();
-                    for part in parts {
-                        let (dst, rest) = at.split_at_mut(part.len());
-                        dst.copy_from_slice(part);
-                        at = rest;
-                    }
+                    fill(claim.bytes(), parts);
                     claim.commit();
                     break;
                 }
@@ -402,6 +423,24 @@ mod tests {
             assert_eq!((payload + record::HEADER as usize) % LINE, 0);
         }
         assert_eq!(record_payload(usize::MAX - 1), usize::MAX, "saturates");
+    }
+
+    #[test]
+    fn fill_puts_every_part_where_a_plain_copy_would() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        // Parts that end before, at, across and far past the first line's 56 bytes.
+        for cuts in [&[][..], &[24, 40], &[24, 40, 104], &[56], &[10, 56, 57], &[0, 0, 3, 200]] {
+            let mut parts = Vec::new();
+            let mut from = 0;
+            for &to in cuts.iter().chain(std::iter::once(&230)) {
+                parts.push(&bytes[from..to]);
+                from = to;
+            }
+            let mut at = vec![0xEE; 240];
+            fill(&mut at, &parts);
+            assert_eq!(&at[..230], &bytes[..230], "{cuts:?}");
+            assert!(at[230..].iter().all(|&b| b == 0xEE), "{cuts:?}: past the parts");
+        }
     }
 
     #[test]

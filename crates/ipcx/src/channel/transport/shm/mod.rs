@@ -89,8 +89,10 @@ pub(crate) use link::{Plain, ShmLink};
 /// The largest frame (header and payload) `shm` carries: 16 MiB.
 pub(crate) const LIMIT: usize = 16 << 20;
 
-/// The payload of an `shm` setup message (the memfd travels with it).
-const SETUP_TAG: &[u8] = b"shm2";
+/// The payload of an `shm` setup message (the memfd travels with it): the version of the
+/// layout and ring protocol. `shm2` (rings whose consumer waited on the write position) and
+/// `shm1` (records not padded to cache lines) are refused.
+const SETUP_TAG: &[u8] = b"shm3";
 
 /// Seals the connector requires before it maps the memfd: its size cannot change.
 const REQUIRED_SEALS: Seals = Seals::FIXED_SIZE;
@@ -161,7 +163,7 @@ pub(crate) fn connect(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Connect
     })?;
     if payload != SETUP_TAG {
         return Err(ConnectError::Handshake(
-            "shm setup payload is not \"shm2\" (a peer of another ipcx version?)".into(),
+            "shm setup payload is not \"shm3\" (a peer of another ipcx version?)".into(),
         ));
     }
     let memfd = Memfd::from_received(fd, REQUIRED_SEALS).map_err(handshake)?;

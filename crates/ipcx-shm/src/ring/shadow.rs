@@ -1,7 +1,8 @@
 //! loom cannot overlay its atomics on raw bytes, so under loom the data area's header
-//! words live here, one loom atomic per 8-byte word, together with a loom cell per word
-//! through which payload writes and reads are reported. loom then checks the commit
-//! (header) ordering and that payload reads and writes are ordered by it.
+//! words of the MPSC and SPSC rings live here (in their control blocks), one loom atomic
+//! per 8-byte word, together with a loom cell per word through which payload writes and
+//! reads are reported (MPSC). loom then checks the commit (header) ordering and that payload
+//! reads and writes are ordered by it.
 
 use crate::sync::AtomicU64;
 
