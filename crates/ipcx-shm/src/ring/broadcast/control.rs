@@ -20,8 +20,10 @@ pub(super) type Word = crate::sync::DataWord;
 #[cfg(loom)]
 pub(super) type Word = AtomicU64;
 
-/// Tag identifying a broadcast control block ("BCST").
-pub(super) const TAG: u32 = 0x4243_5354;
+/// Tag identifying a broadcast control block: "BCS2", records published by their headers
+/// (the writer keeps the word at `write` zero). "BCST", whose writer did not, is refused:
+/// a reader taking records by their headers could read stale bytes there.
+pub(super) const TAG: u32 = 0x4243_5332;
 
 /// One published copy of the writer's positions (see [`Ring::snapshot`]).
 #[repr(C)]

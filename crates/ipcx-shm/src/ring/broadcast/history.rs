@@ -41,7 +41,7 @@
 //! were not that many, or the writer is racing it.
 
 use super::control::Ring;
-use super::MAX_HISTORY;
+use super::{MAX_HISTORY, RESERVE};
 use crate::region::Region;
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 
@@ -167,7 +167,8 @@ impl<R: Region> Ring<R> {
             match self.entry(s) {
                 // Committed after the `write` we start from: not history yet.
                 Some(pos) if pos >= write => continue,
-                Some(pos) if pos % 8 == 0 && pos >= bound && write - pos <= self.cap => {
+                // Intact: the writer has written up to `write` + RESERVE (the zero word).
+                Some(pos) if pos % 8 == 0 && pos >= bound && write - pos + RESERVE <= self.cap => {
                     found = Some((pos, s));
                     got += 1;
                 }

@@ -37,8 +37,14 @@
 //!
 //! # Memory-ordering protocol
 //!
-//! - `SYNC: records published`: the writer writes a record (payload, header), then stores
-//!   `write` with Release; readers load `write` with Acquire before reading below it.
+//! - `SYNC: records published`: the writer writes a record's payload, zeroes the word
+//!   behind it (it keeps 8 bytes free there: the word at `write` is always zero), stores the
+//!   header with Release (a wrapped record's PAD after it), then `write` with Release;
+//!   readers load `write` with Acquire before reading below it. `SYNC: records published
+//!   (header)`: Block/Fail readers whose cache says empty first load the header word at
+//!   their cursor with Acquire and take a valid header there as a published record, without
+//!   `write` (one cache line from the writer, not two); zero or an invalid word sends them
+//!   to `write`. They may then be one record ahead of the `write` they load next.
 //! - `SYNC: space released` (Block, Fail): a reader done with records stores its slot's
 //!   `cursor` with Release; the writer's scan loads cursors with Acquire before reusing
 //!   the space.
@@ -70,7 +76,8 @@
 //!
 //! Fast paths: the writer compares against a cached minimum reader position and scans the
 //! joined slots (O(active readers)) only when that says the ring may be full; a reader
-//! reloads `write` only when its cache says the ring is empty. No path depends on payload
+//! looks at the header at its cursor, and (when that shows nothing) reloads `write`, only
+//! when its cache says the ring is empty. No path depends on payload
 //! size except the copy into or out of the ring.
 //!
 //! # History
@@ -152,6 +159,12 @@ use crate::sync::Ordering;
 
 /// Most reader slots a ring can have.
 pub const MAX_SLOTS: u32 = 64;
+
+/// The word the writer keeps at its `write` position: no record here yet (see
+/// `docs/PROTOCOL.md` §5, "header publication").
+const EMPTY: u64 = 0;
+/// Bytes the writer leaves free behind every record, for that word.
+const RESERVE: u64 = crate::record::HEADER;
 
 /// Most records a ring can keep for late joiners ([`Config::history`]).
 pub const MAX_HISTORY: u32 = 64;
@@ -285,6 +298,16 @@ pub fn init<R: Region>(region: &R, offset: usize, config: Config) -> Result<(), 
         place.as_ptr() as usize + header_size(config.slots) as usize,
         (config.capacity / 8) as usize,
     );
+    // The word at `write` (0) must say "empty" whatever the memory held before.
+    #[cfg(not(loom))]
+    {
+        // SAFETY: the data area starts `header_size` bytes into the checked place; its first
+        // word is 8-aligned (the place is 128-aligned, the header a multiple of 128) and
+        // nobody uses it yet.
+        let first = unsafe { place.cast::<u8>().add(header_size(config.slots) as usize) };
+        // SAFETY: as above.
+        unsafe { first.cast::<crate::sync::DataWord>().as_ref() }.store(EMPTY, Ordering::Relaxed);
+    }
     // SAFETY: just initialised; only atomics are accessed through the reference.
     let info = unsafe { &place.as_ref().info };
     // SYNC: ring initialised

@@ -146,6 +146,14 @@ impl<R: Region> Reader<R> {
         // SYNC: records published
         let w = self.ring.ctrl().writer.write.load(Ordering::Acquire);
         let drop_oldest = self.ring.policy == Policy::DropOldest;
+        // Block/Fail: the fast path (`published_at_pos`) may have taken the last record
+        // before the writer stored its `write` (it publishes by the header first): nothing
+        // new then. It runs at most one record (and its PAD) ahead, less than the ring.
+        let w = if !drop_oldest && w % 8 == 0 && w < self.pos && self.pos - w <= self.ring.cap {
+            self.pos
+        } else {
+            w
+        };
         let ok = w % 8 == 0 && w >= self.pos && (drop_oldest || w - self.pos <= self.ring.cap);
         if !ok {
             return Err(if self.is_evicted() {
@@ -169,6 +177,16 @@ impl<R: Region> Reader<R> {
         let drop_oldest = self.ring.policy == Policy::DropOldest;
         loop {
             if self.pos == self.write_cache {
+                if !drop_oldest {
+                    if let Some(found) = self.published_at_pos() {
+                        if self.is_evicted() {
+                            return Err(RecvError::Evicted);
+                        }
+                        // Published at least up to its end.
+                        self.write_cache = found.end;
+                        return Ok(Some(found));
+                    }
+                }
                 self.refresh()?;
                 if self.pos == self.write_cache {
                     return Ok(None);
@@ -178,10 +196,42 @@ impl<R: Region> Reader<R> {
                 self.catch_up()?;
                 continue;
             }
-            match self.decode_next()? {
-                Some(found) => return Ok(Some(found)),
-                None => self.catch_up()?,
+            match self.decode_next() {
+                Ok(Some(found)) => return Ok(Some(found)),
+                Ok(None) => self.catch_up()?,
+                // The writer may overwrite what an evicted reader had not read yet.
+                Err(_) if self.is_evicted() => return Err(RecvError::Evicted),
+                Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// Block/Fail fast path: the record whose header is published at our position, read
+    /// without loading the writer's position (one cache line from the writer, not two).
+    /// The writer keeps the word at its `write` position zero and publishes a record by its
+    /// header (Release), a wrapped record before its PAD. `None` when the word is zero or
+    /// anything but a valid header here: the full path (`refresh`, `decode_next`) then
+    /// judges, against the writer's position.
+    fn published_at_pos(&self) -> Option<Found> {
+        let ring = &self.ring;
+        let mask = ring.cap - 1;
+        let (log2, max) = (ring.cap_log2, ring.max_payload);
+        // SYNC: records published (header)
+        let word = ring.word(self.pos & mask).load(Ordering::Acquire);
+        if word == super::EMPTY {
+            return None;
+        }
+        let (mut pos, mut avail) = (self.pos, ring.cap - super::RESERVE);
+        let mut decoded = record::decode(word, pos, log2, avail, max);
+        if let Ok(Record::Pad { total }) = decoded {
+            (pos, avail) = (pos + total, avail - total);
+            // SYNC: records published (header)
+            let word = ring.word(pos & mask).load(Ordering::Acquire);
+            decoded = record::decode(word, pos, log2, avail, max);
+        }
+        match decoded {
+            Ok(Record::Data { len, total }) => Some(Found { pos, len, end: pos + total }),
+            _ => None,
         }
     }
 

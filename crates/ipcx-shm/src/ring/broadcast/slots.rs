@@ -247,7 +247,8 @@ impl<R: Region> Ring<R> {
                     min = min.min(c);
                 }
                 // Its start is not known yet: no room at all until it is.
-                JOINING => min = min.min(write.saturating_sub(self.cap)),
+                // (The writer has written up to `write` + RESERVE: the zero word.)
+                JOINING => min = min.min((write + super::RESERVE).saturating_sub(self.cap)),
                 _ => {}
             }
         }

@@ -56,7 +56,8 @@ fn block_waits_for_the_slowest_reader_only() {
         assert!(recv(&mut fast).unwrap().is_some());
         n += 1;
     }
-    assert_eq!(n, 256 / 32);
+    // 32 bytes per record, and 8 kept free behind the last one for the zero word.
+    assert_eq!(n, 256 / 32 - 1);
     match w.try_send([9u8; 24]) {
         Err(SendError::Full(msg)) => assert_eq!(msg, [9u8; 24]),
         other => panic!("{other:?}"),
@@ -106,18 +107,19 @@ fn fail_never_waits() {
 fn drop_oldest_reports_exact_lag_and_resumes_at_oldest() {
     let (region, mut w) = ring(256, 2, Policy::DropOldest);
     let mut r = Reader::attach(region.clone(), 0).unwrap();
-    // 32-byte records: 8 fit. Write 20 without reading: the first 12 are overwritten.
+    // 32-byte records: 7 fit (8 bytes stay free behind the last). Write 20 without
+    // reading: the first 13 are overwritten.
     for i in 0..20u8 {
         w.try_send([i; 24]).unwrap();
     }
-    assert_eq!(recv(&mut r), Err(RecvError::Lagged(12)));
-    for i in 12..20u8 {
+    assert_eq!(recv(&mut r), Err(RecvError::Lagged(13)));
+    for i in 13..20u8 {
         assert_eq!(recv(&mut r).unwrap().unwrap(), [i; 24]);
     }
     assert_eq!(recv(&mut r).unwrap(), None);
     let s = w.stats();
-    assert_eq!((s.published, s.overwritten, s.dropped), (20, 12, 12));
-    assert_eq!((s.readers[0].consumed, s.readers[0].lagged), (8, 12));
+    assert_eq!((s.published, s.overwritten, s.dropped), (20, 13, 13));
+    assert_eq!((s.readers[0].consumed, s.readers[0].lagged), (7, 13));
 }
 
 #[test]
@@ -163,9 +165,9 @@ fn peeked_in_place_detects_overwrite() {
     }
     let p = r.peek();
     // The record at our position is gone: peek itself reports the lag.
-    assert!(matches!(p, Err(RecvError::Lagged(3))), "{p:?}");
+    assert!(matches!(p, Err(RecvError::Lagged(4))), "{p:?}");
     let p = r.peek().unwrap().unwrap();
-    assert_eq!(p.bytes(), [4u8; 24]);
+    assert_eq!(p.bytes(), [5u8; 24]);
     assert!(p.still_valid());
     p.release();
     // Peek, then let the writer lap us while we hold it.
@@ -387,5 +389,50 @@ fn stress_block_delivers_everything_in_order() {
 fn stress_drop_oldest_gives_in_order_subsequences() {
     for (got, lagged) in stress(Policy::DropOldest, STRESS_N) {
         assert_eq!(got + lagged, STRESS_N);
+    }
+}
+
+/// A Block/Fail reader takes a record by its header, before the writer stores `write`:
+/// a writer that died in between leaves `write` behind that reader; its successor resumes
+/// behind the record, and the reader goes on (no "impossible position").
+#[test]
+fn a_record_published_by_its_header_alone_is_read_and_kept_by_a_successor() {
+    for (first, policy) in [(10usize, Policy::Block), (110, Policy::Block), (110, Policy::Fail)] {
+        let (region, mut w) = ring(256, 1, policy);
+        let mut r = Reader::attach(region.clone(), 0).unwrap();
+        for len in [120usize, 8] {
+            w.try_send(vec![1; len]).unwrap();
+            recv(&mut r).unwrap().unwrap();
+        }
+        let view = raw(&region);
+        let line = &view.ctrl().writer;
+        let (write, published) = (line.write.load(Ordering::Relaxed), w.stats().published);
+        assert_eq!(write, 144);
+        // 10 bytes fit before the end; 110 do not, and go behind a PAD at offset 0.
+        w.try_send(vec![2; first]).unwrap();
+        // The writer "died" after its headers and before `published` and `write`.
+        line.write.store(write, Ordering::Relaxed);
+        line.published.store(published, Ordering::Relaxed);
+        drop(w);
+        assert_eq!(recv(&mut r).unwrap().unwrap(), vec![2; first], "{first}");
+        // Its next look at `write` finds it behind its cursor: nothing new, no error.
+        assert_eq!(recv(&mut r), Ok(None));
+        let mut w = Writer::attach(region.clone(), 0).unwrap();
+        assert_eq!(w.stats().published, published + 1);
+        w.try_send([3u8; 7]).unwrap();
+        assert_eq!(recv(&mut r).unwrap().unwrap(), [3u8; 7]);
+    }
+}
+
+#[test]
+fn the_word_after_the_last_record_is_kept_zero() {
+    for policy in [Policy::Block, Policy::DropOldest] {
+        let (region, mut w) = ring(256, 1, policy);
+        let raw = raw(&region);
+        for len in [5usize, 100, 0, 120, 40, 64, 3, 77] {
+            w.try_send(vec![0xffu8; len]).unwrap();
+            let write = raw.ctrl().writer.write.load(Ordering::Relaxed);
+            assert_eq!(raw.word(write & 255).load(Ordering::Relaxed), 0, "{policy:?} {len}");
+        }
     }
 }

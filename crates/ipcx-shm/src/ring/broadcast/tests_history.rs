@@ -30,7 +30,7 @@ fn drain(r: &mut Reader<Heap>) -> Result<Vec<u8>, RecvError> {
 
 #[test]
 fn block_joiner_gets_the_last_k_and_holds_them() {
-    // 32-byte records, 8 per ring; index of 4.
+    // 32-byte records, 7 per ring (8 bytes stay free behind the last); index of 4.
     let (region, mut w) = ring(256, Policy::Block, 4);
     for i in 0..10u8 {
         w.try_send([i; 24]).unwrap();
@@ -40,15 +40,15 @@ fn block_joiner_gets_the_last_k_and_holds_them() {
     drop(three);
     // More than the index holds: the last 4.
     let mut r = Reader::attach_with_history(region.clone(), 0, 50).unwrap();
-    // The writer may not overwrite what the joiner has not read: 4 records of room.
+    // The writer may not overwrite what the joiner has not read: 3 records of room.
     let mut sent = 0;
     while w.try_send([10 + sent; 24]).is_ok() {
         sent += 1;
     }
-    assert_eq!(sent, 4);
-    assert_eq!(drain(&mut r).unwrap(), [6, 7, 8, 9, 10, 11, 12, 13]);
-    w.try_send([14; 24]).unwrap();
-    assert_eq!(drain(&mut r).unwrap(), [14]);
+    assert_eq!(sent, 3);
+    assert_eq!(drain(&mut r).unwrap(), [6, 7, 8, 9, 10, 11, 12]);
+    w.try_send([13; 24]).unwrap();
+    assert_eq!(drain(&mut r).unwrap(), [13]);
     // A plain attach still starts at the writer's position.
     let mut plain = Reader::attach(region.clone(), 0).unwrap();
     assert_eq!(drain(&mut plain).unwrap(), []);
@@ -100,13 +100,14 @@ fn drop_oldest_joiner_gets_history_then_lags_like_anyone() {
     for i in 20..28u8 {
         w.try_send([i; 24]).unwrap();
     }
-    // Its history (15..20) was overwritten before it read it.
-    assert_eq!(drain(&mut late), Err(RecvError::Lagged(5)));
-    assert_eq!(drain(&mut late).unwrap(), (20..28).collect::<Vec<u8>>());
-    assert_eq!(w.stats().dropped, 5);
-    // The whole ring back: only what is intact (records 20..28).
+    // Its history (15..20) and record 20 were overwritten before it read them: the ring
+    // keeps 7 of these records (8 bytes stay free behind the last).
+    assert_eq!(drain(&mut late), Err(RecvError::Lagged(6)));
+    assert_eq!(drain(&mut late).unwrap(), (21..28).collect::<Vec<u8>>());
+    assert_eq!(w.stats().dropped, 6);
+    // The whole ring back: only what is intact (records 21..28).
     let mut all = Reader::attach_with_history(region.clone(), 0, 64).unwrap();
-    assert_eq!(drain(&mut all).unwrap(), (20..28).collect::<Vec<u8>>());
+    assert_eq!(drain(&mut all).unwrap(), (21..28).collect::<Vec<u8>>());
 }
 
 #[test]

@@ -8,7 +8,8 @@ use thiserror::Error;
 use super::control::{Backoff, Ring};
 use super::history::Recent;
 use super::{AttachError, BroadcastStats, Policy};
-use crate::record::{self, Record, KIND_DATA, KIND_PAD};
+use super::{EMPTY, RESERVE};
+use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
 use crate::region::Region;
 use crate::ring::{ClaimError, Corrupt};
 use crate::sync::{fence, Ordering};
@@ -124,7 +125,21 @@ impl<R: Region> Writer<R> {
         if !ok {
             return Err(crate::ring::LayoutError::Corrupt(ring.bad_position(write, tail)).into());
         }
-        let min_cache = write.saturating_sub(ring.cap);
+        // Block/Fail readers take a record by its header (the reader's fast path): one
+        // published by a writer that died before storing `write` may have been read, so
+        // resume behind it. (DropOldest readers read up to `write` only.)
+        let (mut write, mut published) = (write, published);
+        if !drop_oldest {
+            let found = published_after(&ring, write).map_err(crate::ring::LayoutError::Corrupt)?;
+            if let Some(end) = found {
+                (write, published) = (end, published + 1);
+                line.published.store(published, Ordering::Relaxed);
+                // SYNC: records published
+                line.write.store(write, Ordering::Release);
+            }
+        }
+        // Written up to `write` + RESERVE (the zero word behind the last record).
+        let min_cache = (write + RESERVE).saturating_sub(ring.cap);
         // Nothing is written past it before the first scan.
         // SYNC: write limit
         line.limit.store(min_cache + ring.cap, Ordering::Relaxed);
@@ -177,17 +192,14 @@ impl<R: Region> Writer<R> {
         let off = self.write & (cap - 1);
         let to_end = cap - off;
         let pad = if total <= to_end { 0 } else { to_end };
+        // The record (after its PAD), and the zero word behind it.
+        let need = pad + total + RESERVE;
         match self.ring.policy {
-            Policy::DropOldest => self.overwrite_oldest(pad + total)?,
-            Policy::Block | Policy::Fail => self.make_room(pad + total)?,
-        }
-        if pad != 0 {
-            let len = (pad - record::HEADER) as u32;
-            let word = record::encode(KIND_PAD, len, self.write, self.ring.cap_log2);
-            self.ring.word(off).store(word, Ordering::Relaxed);
+            Policy::DropOldest => self.overwrite_oldest(need)?,
+            Policy::Block | Policy::Fail => self.make_room(need)?,
         }
         let rec_pos = self.write + pad;
-        Ok(Claim { writer: self, rec_pos, len: len as u32, end: rec_pos + total })
+        Ok(Claim { writer: self, rec_pos, pad, len: len as u32, end: rec_pos + total })
     }
 
     /// Block/Fail: makes sure `need` bytes at `write` overwrite nothing a live reader needs.
@@ -335,7 +347,7 @@ impl<R: Region> Writer<R> {
     pub fn reclaim_dead(&mut self) -> usize {
         let n = self.ring.reclaim_dead();
         if n > 0 {
-            self.min_cache = self.write.saturating_sub(self.ring.cap);
+            self.min_cache = (self.write + RESERVE).saturating_sub(self.ring.cap);
             // Lower than before: nothing past it is written before the next scan.
             // SYNC: write limit
             let limit = self.min_cache + self.ring.cap;
@@ -355,10 +367,37 @@ impl<R: Region> Writer<R> {
     }
 }
 
+/// The end of a record published at `write` (after a PAD, if one is there) whose writer
+/// died before storing `write`; `None` if the word there is empty.
+fn published_after<R: Region>(ring: &Ring<R>, write: u64) -> Result<Option<u64>, Corrupt> {
+    let mask = ring.cap - 1;
+    // SYNC: records published (header)
+    let word = ring.word(write & mask).load(Ordering::Acquire);
+    if word == EMPTY {
+        return Ok(None);
+    }
+    let (log2, max) = (ring.cap_log2, ring.max_payload);
+    let (mut pos, mut avail) = (write, ring.cap - RESERVE);
+    let mut decoded = record::decode(word, pos, log2, avail, max);
+    if let Ok(Record::Pad { total }) = decoded {
+        (pos, avail) = (pos + total, avail - total);
+        // SYNC: records published (header)
+        let word = ring.word(pos & mask).load(Ordering::Acquire);
+        decoded = record::decode(word, pos, log2, avail, max);
+    }
+    match decoded {
+        Ok(Record::Data { total, .. }) => Ok(Some(pos + total)),
+        Ok(Record::Pad { .. }) => Err(ring.corrupt(pos, Corruption::BadPad { len: 0 })),
+        Err(what) => Err(ring.corrupt(pos, what)),
+    }
+}
+
 /// Room for one record, claimed by [`Writer::claim`].
 pub struct Claim<'a, R: Region> {
     writer: &'a mut Writer<R>,
     rec_pos: u64,
+    /// Bytes of the PAD in front of the record (0: none), from the writer's position.
+    pad: u64,
     len: u32,
     end: u64,
 }
@@ -396,8 +435,18 @@ impl<R: Region> Claim<'_, R> {
     pub fn commit(self) {
         let w = self.writer;
         let ring = &w.ring;
+        let mask = ring.cap - 1;
+        // The word a reader looks at once past this record: nothing there yet.
+        ring.word(self.end & mask).store(EMPTY, Ordering::Relaxed);
         let word = record::encode(KIND_DATA, self.len, self.rec_pos, ring.cap_log2);
-        ring.word(self.rec_pos & (ring.cap - 1)).store(word, Ordering::Relaxed);
+        // SYNC: records published (header)
+        ring.word(self.rec_pos & mask).store(word, Ordering::Release);
+        if self.pad != 0 {
+            let len = (self.pad - record::HEADER) as u32;
+            let pad = record::encode(KIND_PAD, len, w.write, ring.cap_log2);
+            // SYNC: records published (header; after the record it makes room for)
+            ring.word(w.write & mask).store(pad, Ordering::Release);
+        }
         ring.index(&mut w.recent, w.published, self.rec_pos);
         w.write = self.end;
         w.published += 1;
