@@ -116,6 +116,59 @@ pub enum ClaimError {
     Corrupt(#[from] Corrupt),
 }
 
+/// Header publication: the word a writer keeps at its `write` position (nothing there yet).
+pub(crate) const EMPTY: u64 = 0;
+/// Header publication: bytes a writer leaves free behind every record, for that word.
+pub(crate) const RESERVE: u64 = crate::record::HEADER;
+
+/// A record published by its header (the SPSC and broadcast rings, "header publication" in
+/// `docs/PROTOCOL.md` §2): where its DATA header lies, its payload length and its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Published {
+    pub(crate) pos: u64,
+    pub(crate) len: u32,
+    pub(crate) end: u64,
+}
+
+/// The record whose header is published at `pos` of a ring of `1 << cap_log2` bytes:
+/// `load(p)` loads the header word at position `p` with Acquire (`SYNC: records published`).
+/// `Ok(None)` if the word at `pos` is zero (nothing there yet). A PAD there must be followed
+/// by a DATA header (the writer publishes the record before its PAD). `room`: the bytes from
+/// `pos` on that an honest writer may have written (the ring less the word it keeps zero,
+/// less what lies between the reader's position and `pos`); every header is validated by
+/// [`record::decode`](crate::record::decode) against it.
+#[inline]
+pub(crate) fn published_at(
+    load: impl Fn(u64) -> u64,
+    pos: u64,
+    cap_log2: u32,
+    max_payload: u64,
+    room: u64,
+) -> Result<Option<Published>, Corrupt> {
+    use crate::record::{decode, Record};
+    let word = load(pos);
+    if word == EMPTY {
+        return Ok(None);
+    }
+    let (mut at, mut room) = (pos, room);
+    let mut decoded = decode(word, at, cap_log2, room, max_payload);
+    if let Ok(Record::Pad { total }) = decoded {
+        (at, room) = (at + total, room - total);
+        decoded = match load(at) {
+            EMPTY => Err(Corruption::BadPad { len: 0 }),
+            word => decode(word, at, cap_log2, room, max_payload),
+        };
+    }
+    match decoded {
+        Ok(Record::Data { len, total }) => Ok(Some(Published { pos: at, len, end: at + total })),
+        Ok(Record::Pad { total }) => {
+            let len = (total - crate::record::HEADER) as u32;
+            Err(Corrupt { pos: at, what: Corruption::BadPad { len } })
+        }
+        Err(what) => Err(Corrupt { pos: at, what }),
+    }
+}
+
 /// Validates a capacity and returns its log2.
 pub(crate) fn capacity_log2(capacity: u64) -> Result<u32, LayoutError> {
     if !capacity.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&capacity) {

@@ -54,9 +54,12 @@ use std::ptr::NonNull;
 
 #[cfg(loom)]
 use super::shadow;
-use super::{check_place, check_positions, max_payload, ClaimError, Corrupt, LayoutError};
+use super::{
+    check_place, check_positions, max_payload, published_at, ClaimError, Corrupt, LayoutError,
+    Published, EMPTY, RESERVE,
+};
 use crate::layout::Padded;
-use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
+use crate::record::{self, Corruption, KIND_DATA, KIND_PAD};
 use crate::region::Region;
 #[cfg(not(loom))]
 use crate::sync::DataWord;
@@ -66,11 +69,6 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 /// ("SPSC", whose consumer waited on `write` and whose producer kept no zero word, is
 /// refused: the two cannot share a ring).
 const TAG: u32 = 0x5350_5332;
-
-/// The word the producer keeps at its `write` position: no record here yet.
-const EMPTY: u64 = 0;
-/// Bytes the producer leaves free behind every record, for that word.
-const RESERVE: u64 = record::HEADER;
 
 pub use super::MAX_POSITION;
 
@@ -322,26 +320,9 @@ impl<R: Region> Producer<R> {
         }
         let mask = ring.cap - 1;
         // SYNC: records published
-        let word = ring.header(write & mask).load(Ordering::Acquire);
-        if word == EMPTY {
-            return Ok(None);
-        }
-        let (log2, max) = (ring.cap_log2, ring.max_payload);
-        let mut pos = write;
-        let mut avail = ring.cap - RESERVE;
-        let mut decoded = record::decode(word, pos, log2, avail, max);
-        if let Ok(Record::Pad { total }) = decoded {
-            pos += total;
-            avail -= total;
-            // SYNC: records published
-            let word = ring.header(pos & mask).load(Ordering::Acquire);
-            decoded = record::decode(word, pos, log2, avail, max);
-        }
-        match decoded {
-            Ok(Record::Data { total, .. }) => Ok(Some(pos + total)),
-            Ok(Record::Pad { .. }) => Err(ring.corrupt(pos, Corruption::BadPad { len: 0 })),
-            Err(what) => Err(ring.corrupt(pos, what)),
-        }
+        let load = |pos: u64| ring.header(pos & mask).load(Ordering::Acquire);
+        let found = published_at(load, write, ring.cap_log2, ring.max_payload, ring.cap - RESERVE);
+        Ok(found?.map(|r| r.end))
     }
 
     /// Largest payload this ring carries.
@@ -513,30 +494,17 @@ impl<R: Region> Consumer<R> {
     /// [`Peeked::release`]; peeking again returns the same record.
     pub fn peek(&mut self) -> Result<Option<Peeked<'_, R>>, Corrupt> {
         let ring = &self.ring;
-        let mut pos = self.read;
-        loop {
-            // SYNC: records published
-            let word = ring.header(pos & (ring.cap - 1)).load(Ordering::Acquire);
-            if word == EMPTY {
-                if pos == self.read {
-                    return Ok(None);
-                }
-                // A pad is published after the record it made room for.
-                return Err(ring.corrupt(pos, Corruption::BadPad { len: 0 }));
-            }
-            // What an honest producer may have written from our position on: the ring,
-            // less the word it keeps free behind its last record.
-            let avail = (ring.cap - RESERVE).saturating_sub(pos - self.read);
-            match record::decode(word, pos, ring.cap_log2, avail, ring.max_payload) {
-                Ok(Record::Pad { total }) if pos == self.read => pos += total,
-                Ok(Record::Pad { .. }) => {
-                    return Err(ring.corrupt(pos, Corruption::BadPad { len: record::split(word).2 }))
-                }
-                Ok(Record::Data { len, total }) => {
-                    let off = (pos & (ring.cap - 1)) + record::HEADER;
-                    return Ok(Some(Peeked { consumer: self, off, len, end: pos + total }));
-                }
-                Err(what) => return Err(ring.corrupt(pos, what)),
+        let mask = ring.cap - 1;
+        // SYNC: records published
+        let load = |pos: u64| ring.header(pos & mask).load(Ordering::Acquire);
+        // What an honest producer may have written from our position on: the ring, less the
+        // word it keeps zero behind its last record.
+        let room = ring.cap - RESERVE;
+        match published_at(load, self.read, ring.cap_log2, ring.max_payload, room)? {
+            None => Ok(None),
+            Some(Published { pos, len, end }) => {
+                let off = (pos & mask) + record::HEADER;
+                Ok(Some(Peeked { consumer: self, off, len, end }))
             }
         }
     }

@@ -152,19 +152,13 @@ pub use writer::{Claim, SendError, Writer, DEFAULT_LIVENESS_INTERVAL};
 use control::{header_size, Ring};
 use slots::Slot;
 
-use super::{capacity_log2, check_place, LayoutError};
+use super::{capacity_log2, check_place, LayoutError, EMPTY, RESERVE};
 use crate::layout::Padded;
 use crate::region::Region;
 use crate::sync::Ordering;
 
 /// Most reader slots a ring can have.
 pub const MAX_SLOTS: u32 = 64;
-
-/// The word the writer keeps at its `write` position: no record here yet (see
-/// `docs/PROTOCOL.md` §5, "header publication").
-const EMPTY: u64 = 0;
-/// Bytes the writer leaves free behind every record, for that word.
-const RESERVE: u64 = crate::record::HEADER;
 
 /// Most records a ring can keep for late joiners ([`Config::history`]).
 pub const MAX_HISTORY: u32 = 64;

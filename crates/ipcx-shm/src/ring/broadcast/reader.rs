@@ -10,7 +10,7 @@ use super::owner::Identity;
 use super::{AttachError, BroadcastStats, Policy};
 use crate::record::{self, Corruption, Record};
 use crate::region::Region;
-use crate::ring::{Corrupt, LayoutError};
+use crate::ring::{published_at, Corrupt, LayoutError};
 use crate::sync::Ordering;
 
 /// A record could not be read.
@@ -215,24 +215,11 @@ impl<R: Region> Reader<R> {
     fn published_at_pos(&self) -> Option<Found> {
         let ring = &self.ring;
         let mask = ring.cap - 1;
-        let (log2, max) = (ring.cap_log2, ring.max_payload);
         // SYNC: records published (header)
-        let word = ring.word(self.pos & mask).load(Ordering::Acquire);
-        if word == super::EMPTY {
-            return None;
-        }
-        let (mut pos, mut avail) = (self.pos, ring.cap - super::RESERVE);
-        let mut decoded = record::decode(word, pos, log2, avail, max);
-        if let Ok(Record::Pad { total }) = decoded {
-            (pos, avail) = (pos + total, avail - total);
-            // SYNC: records published (header)
-            let word = ring.word(pos & mask).load(Ordering::Acquire);
-            decoded = record::decode(word, pos, log2, avail, max);
-        }
-        match decoded {
-            Ok(Record::Data { len, total }) => Some(Found { pos, len, end: pos + total }),
-            _ => None,
-        }
+        let load = |pos: u64| ring.word(pos & mask).load(Ordering::Acquire);
+        let room = ring.cap - super::RESERVE;
+        let found = published_at(load, self.pos, ring.cap_log2, ring.max_payload, room);
+        found.ok().flatten().map(|r| Found { pos: r.pos, len: r.len, end: r.end })
     }
 
     /// Decodes the header(s) at `pos`: the data record, or `None` if (DropOldest) the

@@ -9,9 +9,9 @@ use super::control::{Backoff, Ring};
 use super::history::Recent;
 use super::{AttachError, BroadcastStats, Policy};
 use super::{EMPTY, RESERVE};
-use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
+use crate::record::{self, Record, KIND_DATA, KIND_PAD};
 use crate::region::Region;
-use crate::ring::{ClaimError, Corrupt};
+use crate::ring::{published_at, ClaimError, Corrupt};
 use crate::sync::{fence, Ordering};
 
 /// Default time between two checks for dead readers while the ring is full.
@@ -372,24 +372,9 @@ impl<R: Region> Writer<R> {
 fn published_after<R: Region>(ring: &Ring<R>, write: u64) -> Result<Option<u64>, Corrupt> {
     let mask = ring.cap - 1;
     // SYNC: records published (header)
-    let word = ring.word(write & mask).load(Ordering::Acquire);
-    if word == EMPTY {
-        return Ok(None);
-    }
-    let (log2, max) = (ring.cap_log2, ring.max_payload);
-    let (mut pos, mut avail) = (write, ring.cap - RESERVE);
-    let mut decoded = record::decode(word, pos, log2, avail, max);
-    if let Ok(Record::Pad { total }) = decoded {
-        (pos, avail) = (pos + total, avail - total);
-        // SYNC: records published (header)
-        let word = ring.word(pos & mask).load(Ordering::Acquire);
-        decoded = record::decode(word, pos, log2, avail, max);
-    }
-    match decoded {
-        Ok(Record::Data { total, .. }) => Ok(Some(pos + total)),
-        Ok(Record::Pad { .. }) => Err(ring.corrupt(pos, Corruption::BadPad { len: 0 })),
-        Err(what) => Err(ring.corrupt(pos, what)),
-    }
+    let load = |pos: u64| ring.word(pos & mask).load(Ordering::Acquire);
+    let found = published_at(load, write, ring.cap_log2, ring.max_payload, ring.cap - RESERVE);
+    Ok(found?.map(|r| r.end))
 }
 
 /// Room for one record, claimed by [`Writer::claim`].
