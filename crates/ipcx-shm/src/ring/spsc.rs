@@ -56,10 +56,10 @@ use std::ptr::NonNull;
 use super::shadow;
 use super::{
     check_place, check_positions, max_payload, published_at, ClaimError, Corrupt, LayoutError,
-    Published, EMPTY, RESERVE,
+    EMPTY, RESERVE,
 };
 use crate::layout::Padded;
-use crate::record::{self, Corruption, KIND_DATA, KIND_PAD};
+use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
 use crate::region::Region;
 #[cfg(not(loom))]
 use crate::sync::DataWord;
@@ -493,18 +493,37 @@ impl<R: Region> Consumer<R> {
     /// The next record, in place, if one is ready. It stays in the ring until
     /// [`Peeked::release`]; peeking again returns the same record.
     pub fn peek(&mut self) -> Result<Option<Peeked<'_, R>>, Corrupt> {
+        // The hot path of every shm receive, spelled out here rather than through
+        // `published_at` (the same steps, 40% more code here): with that form
+        // `rpc.shm.spin` measured 25–35 ns slower per direction across processes and
+        // `chan.shm.spin` 15 ns faster; with this one, both as fast as before the helper
+        // or faster (interleaved runs). Layout, not instructions, seems to decide; judge
+        // any change here the same way.
         let ring = &self.ring;
-        let mask = ring.cap - 1;
-        // SYNC: records published
-        let load = |pos: u64| ring.header(pos & mask).load(Ordering::Acquire);
-        // What an honest producer may have written from our position on: the ring, less the
-        // word it keeps zero behind its last record.
-        let room = ring.cap - RESERVE;
-        match published_at(load, self.read, ring.cap_log2, ring.max_payload, room)? {
-            None => Ok(None),
-            Some(Published { pos, len, end }) => {
-                let off = (pos & mask) + record::HEADER;
-                Ok(Some(Peeked { consumer: self, off, len, end }))
+        let mut pos = self.read;
+        loop {
+            // SYNC: records published
+            let word = ring.header(pos & (ring.cap - 1)).load(Ordering::Acquire);
+            if word == EMPTY {
+                if pos == self.read {
+                    return Ok(None);
+                }
+                // A pad is published after the record it made room for.
+                return Err(ring.corrupt(pos, Corruption::BadPad { len: 0 }));
+            }
+            // What an honest producer may have written from our position on: the ring,
+            // less the word it keeps zero behind its last record.
+            let avail = (ring.cap - RESERVE).saturating_sub(pos - self.read);
+            match record::decode(word, pos, ring.cap_log2, avail, ring.max_payload) {
+                Ok(Record::Pad { total }) if pos == self.read => pos += total,
+                Ok(Record::Pad { .. }) => {
+                    return Err(ring.corrupt(pos, Corruption::BadPad { len: record::split(word).2 }))
+                }
+                Ok(Record::Data { len, total }) => {
+                    let off = (pos & (ring.cap - 1)) + record::HEADER;
+                    return Ok(Some(Peeked { consumer: self, off, len, end: pos + total }));
+                }
+                Err(what) => return Err(ring.corrupt(pos, what)),
             }
         }
     }
