@@ -41,10 +41,11 @@
 //!   behind it (it keeps 8 bytes free there: the word at `write` is always zero), stores the
 //!   header with Release (a wrapped record's PAD after it), then `write` with Release;
 //!   readers load `write` with Acquire before reading below it. `SYNC: records published
-//!   (header)`: Block/Fail readers whose cache says empty first load the header word at
-//!   their cursor with Acquire and take a valid header there as a published record, without
-//!   `write` (one cache line from the writer, not two); zero or an invalid word sends them
-//!   to `write`. They may then be one record ahead of the `write` they load next.
+//!   (header)`: a Block/Fail reader whose last look at `write` found it caught up loads the
+//!   header word at its cursor with Acquire instead, and takes a valid header there as a
+//!   published record, without `write` (one cache line from the writer, not two); zero is
+//!   "nothing new", an invalid word sends it to `write`. It may then be one record ahead of
+//!   the `write` it loads next.
 //! - `SYNC: space released` (Block, Fail): a reader done with records stores its slot's
 //!   `cursor` with Release; the writer's scan loads cursors with Acquire before reusing
 //!   the space.
@@ -76,8 +77,8 @@
 //!
 //! Fast paths: the writer compares against a cached minimum reader position and scans the
 //! joined slots (O(active readers)) only when that says the ring may be full; a reader
-//! looks at the header at its cursor, and (when that shows nothing) reloads `write`, only
-//! when its cache says the ring is empty. No path depends on payload
+//! reloads `write` only when its cache says the ring is empty, and while `write` says it
+//! is caught up, looks at the header at its cursor instead. No path depends on payload
 //! size except the copy into or out of the ring.
 //!
 //! # History

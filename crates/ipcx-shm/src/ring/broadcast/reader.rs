@@ -54,6 +54,9 @@ pub struct Reader<R: Region> {
     consumed: u64,
     lagged: u64,
     evicted: bool,
+    /// Block/Fail: our last look at `write` found nothing beyond our cursor, so we wait for
+    /// the writer and look at the header word at our cursor instead (see `locate`).
+    caught_up: bool,
     _not_sync: PhantomData<std::cell::Cell<()>>,
 }
 
@@ -105,6 +108,7 @@ impl<R: Region> Reader<R> {
             consumed: 0,
             lagged: 0,
             evicted: false,
+            caught_up: false,
             _not_sync: PhantomData,
         };
         if start.pos % 8 != 0 {
@@ -177,18 +181,29 @@ impl<R: Region> Reader<R> {
         let drop_oldest = self.ring.policy == Policy::DropOldest;
         loop {
             if self.pos == self.write_cache {
-                if !drop_oldest {
-                    if let Some(found) = self.published_at_pos() {
-                        if self.is_evicted() {
-                            return Err(RecvError::Evicted);
+                // Block/Fail, caught up: the next record is taken by its header, one line
+                // from the writer instead of two (`write`'s, then the header's). After
+                // that, `write` is loaded again: a writer that ran ahead meanwhile is read
+                // in a batch up to it, without polling the lines it is writing (which
+                // would take them from it once per record: half the throughput).
+                if !drop_oldest && self.caught_up {
+                    match self.published_at_pos() {
+                        Ok(_) if self.is_evicted() => return Err(RecvError::Evicted),
+                        // Zero at our cursor: it is the writer's position, nothing new.
+                        Ok(None) => return Ok(None),
+                        Ok(Some(found)) => {
+                            self.caught_up = false;
+                            // Published at least up to its end.
+                            self.write_cache = found.end;
+                            return Ok(Some(found));
                         }
-                        // Published at least up to its end.
-                        self.write_cache = found.end;
-                        return Ok(Some(found));
+                        // Not a valid header: judged against the writer's position.
+                        Err(()) => {}
                     }
                 }
                 self.refresh()?;
                 if self.pos == self.write_cache {
+                    self.caught_up = true;
                     return Ok(None);
                 }
             }
@@ -209,17 +224,19 @@ impl<R: Region> Reader<R> {
     /// Block/Fail fast path: the record whose header is published at our position, read
     /// without loading the writer's position (one cache line from the writer, not two).
     /// The writer keeps the word at its `write` position zero and publishes a record by its
-    /// header (Release), a wrapped record before its PAD. `None` when the word is zero or
-    /// anything but a valid header here: the full path (`refresh`, `decode_next`) then
-    /// judges, against the writer's position.
-    fn published_at_pos(&self) -> Option<Found> {
+    /// header (Release), a wrapped record before its PAD; our cursor is always a record's
+    /// start or the writer's position. `Ok(None)`: the word is zero, so our cursor is the
+    /// writer's position (nothing new; an empty ring costs no look at `write` either, which
+    /// would bounce the writer's line on every poll). `Err`: anything but a valid header
+    /// here, for the full path (`refresh`, `decode_next`) to judge against `write`.
+    fn published_at_pos(&self) -> Result<Option<Found>, ()> {
         let ring = &self.ring;
         let mask = ring.cap - 1;
         // SYNC: records published (header)
         let load = |pos: u64| ring.word(pos & mask).load(Ordering::Acquire);
         let room = ring.cap - super::RESERVE;
         let found = published_at(load, self.pos, ring.cap_log2, ring.max_payload, room);
-        found.ok().flatten().map(|r| Found { pos: r.pos, len: r.len, end: r.end })
+        Ok(found.map_err(|_| ())?.map(|r| Found { pos: r.pos, len: r.len, end: r.end }))
     }
 
     /// Decodes the header(s) at `pos`: the data record, or `None` if (DropOldest) the

@@ -404,6 +404,8 @@ fn a_record_published_by_its_header_alone_is_read_and_kept_by_a_successor() {
             w.try_send(vec![1; len]).unwrap();
             recv(&mut r).unwrap().unwrap();
         }
+        // Caught up: the reader now waits on the header word at its cursor.
+        assert_eq!(recv(&mut r), Ok(None));
         let view = raw(&region);
         let line = &view.ctrl().writer;
         let (write, published) = (line.write.load(Ordering::Relaxed), w.stats().published);
