@@ -121,6 +121,34 @@ pub(crate) const EMPTY: u64 = 0;
 /// Header publication: bytes a writer leaves free behind every record, for that word.
 pub(crate) const RESERVE: u64 = crate::record::HEADER;
 
+/// Header publication, the writer's side (SPSC and broadcast): publishes the record whose
+/// payload is written, DATA header at `rec_pos`, `len` payload bytes, ending at `end`, after
+/// a PAD from `write` if `rec_pos > write`. `store(p, word, ordering)` stores the header word
+/// at position `p`. Order: zero at `end` (the word at the writer's next position), the DATA
+/// header with Release, then the PAD with Release (a reader that sees the PAD sees the
+/// record behind it). The caller stores `write` afterwards.
+#[inline(always)]
+pub(crate) fn publish(
+    store: impl Fn(u64, u64, crate::sync::Ordering),
+    cap_log2: u32,
+    write: u64,
+    rec_pos: u64,
+    len: u32,
+    end: u64,
+) {
+    use crate::record::{encode, HEADER, KIND_DATA, KIND_PAD};
+    use crate::sync::Ordering;
+    // The word a reader looks at once past this record: nothing there yet.
+    store(end, EMPTY, Ordering::Relaxed);
+    // SYNC: records published
+    store(rec_pos, encode(KIND_DATA, len, rec_pos, cap_log2), Ordering::Release);
+    if rec_pos != write {
+        let pad = encode(KIND_PAD, (rec_pos - write - HEADER) as u32, write, cap_log2);
+        // SYNC: records published (after the record it makes room for)
+        store(write, pad, Ordering::Release);
+    }
+}
+
 /// A record published by its header (the SPSC and broadcast rings, "header publication" in
 /// `docs/PROTOCOL.md` §2): where its DATA header lies, its payload length and its end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -55,11 +55,11 @@ use std::ptr::NonNull;
 #[cfg(loom)]
 use super::shadow;
 use super::{
-    check_place, check_positions, max_payload, published_at, ClaimError, Corrupt, LayoutError,
-    EMPTY, RESERVE,
+    check_place, check_positions, max_payload, publish, published_at, ClaimError, Corrupt,
+    LayoutError, EMPTY, RESERVE,
 };
 use crate::layout::Padded;
-use crate::record::{self, Corruption, Record, KIND_DATA, KIND_PAD};
+use crate::record::{self, Corruption, Record};
 use crate::region::Region;
 #[cfg(not(loom))]
 use crate::sync::DataWord;
@@ -340,7 +340,7 @@ impl<R: Region> Producer<R> {
         };
         let pad = if total <= to_end { 0 } else { to_end };
         let rec_pos = self.write + pad;
-        Ok(Claim { producer: self, rec_pos, pad, len: len as u32, end: rec_pos + total })
+        Ok(Claim { producer: self, rec_pos, len: len as u32, end: rec_pos + total })
     }
 
     /// Whether a record of `len` payload bytes fits now. Writes nothing to shared memory
@@ -412,8 +412,6 @@ struct Fit {
 pub struct Claim<'a, R: Region> {
     producer: &'a mut Producer<R>,
     rec_pos: u64,
-    /// Bytes of the PAD in front of the record (0: none), from the producer's position.
-    pad: u64,
     len: u32,
     end: u64,
 }
@@ -433,21 +431,8 @@ impl<R: Region> Claim<'_, R> {
         let p = self.producer;
         let ring = &p.ring;
         let mask = ring.cap - 1;
-        // The word the consumer reads once it is past this record: nothing there yet.
-        ring.header(self.end & mask).store(EMPTY, Ordering::Relaxed);
-        let word = record::encode(KIND_DATA, self.len, self.rec_pos, ring.cap_log2);
-        // SYNC: records published
-        ring.header(self.rec_pos & mask).store(word, Ordering::Release);
-        if self.pad != 0 {
-            let pad = record::encode(
-                KIND_PAD,
-                (self.pad - record::HEADER) as u32,
-                p.write,
-                ring.cap_log2,
-            );
-            // SYNC: records published (after the record it makes room for)
-            ring.header(p.write & mask).store(pad, Ordering::Release);
-        }
+        let store = |pos: u64, word, order| ring.header(pos & mask).store(word, order);
+        publish(store, ring.cap_log2, p.write, self.rec_pos, self.len, self.end);
         p.write = self.end;
         p.published = p.published.wrapping_add(1);
         let line = &ring.ctrl().producer;
@@ -638,6 +623,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::record::{KIND_DATA, KIND_PAD};
     use crate::region::HeapRegion;
 
     fn ring(cap: u64) -> (Producer<Arc<HeapRegion>>, Consumer<Arc<HeapRegion>>) {

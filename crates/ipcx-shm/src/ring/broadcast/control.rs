@@ -254,6 +254,12 @@ impl<R: Region> Ring<R> {
         u64::MAX >> (64 - self.n_slots)
     }
 
+    /// The lowest position a writer at `write` has not overwritten: it has written up to
+    /// `write + RESERVE` (the zero word behind its last record), one capacity on.
+    pub(super) fn intact_from(&self, write: u64) -> u64 {
+        (write + super::RESERVE).saturating_sub(self.cap)
+    }
+
     /// The 8-byte word at data offset `off` (8-aligned, `off + 8 <= cap`).
     #[cfg(not(loom))]
     pub(super) fn word(&self, off: u64) -> &Word {

@@ -41,7 +41,7 @@
 //! were not that many, or the writer is racing it.
 
 use super::control::Ring;
-use super::{MAX_HISTORY, RESERVE};
+use super::MAX_HISTORY;
 use crate::region::Region;
 use crate::sync::{fence, spin_hint, AtomicU64, Ordering};
 
@@ -167,8 +167,7 @@ impl<R: Region> Ring<R> {
             match self.entry(s) {
                 // Committed after the `write` we start from: not history yet.
                 Some(pos) if pos >= write => continue,
-                // Intact: the writer has written up to `write` + RESERVE (the zero word).
-                Some(pos) if pos % 8 == 0 && pos >= bound && write - pos + RESERVE <= self.cap => {
+                Some(pos) if pos % 8 == 0 && pos >= bound && pos >= self.intact_from(write) => {
                     found = Some((pos, s));
                     got += 1;
                 }

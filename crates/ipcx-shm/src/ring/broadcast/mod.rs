@@ -153,7 +153,7 @@ pub use writer::{Claim, SendError, Writer, DEFAULT_LIVENESS_INTERVAL};
 use control::{header_size, Ring};
 use slots::Slot;
 
-use super::{capacity_log2, check_place, LayoutError, EMPTY, RESERVE};
+use super::{capacity_log2, check_place, LayoutError, RESERVE};
 use crate::layout::Padded;
 use crate::region::Region;
 use crate::sync::Ordering;
@@ -301,7 +301,8 @@ pub fn init<R: Region>(region: &R, offset: usize, config: Config) -> Result<(), 
         // nobody uses it yet.
         let first = unsafe { place.cast::<u8>().add(header_size(config.slots) as usize) };
         // SAFETY: as above.
-        unsafe { first.cast::<crate::sync::DataWord>().as_ref() }.store(EMPTY, Ordering::Relaxed);
+        unsafe { first.cast::<crate::sync::DataWord>().as_ref() }
+            .store(super::EMPTY, Ordering::Relaxed);
     }
     // SAFETY: just initialised; only atomics are accessed through the reference.
     let info = unsafe { &place.as_ref().info };

@@ -247,8 +247,7 @@ impl<R: Region> Ring<R> {
                     min = min.min(c);
                 }
                 // Its start is not known yet: no room at all until it is.
-                // (The writer has written up to `write` + RESERVE: the zero word.)
-                JOINING => min = min.min((write + super::RESERVE).saturating_sub(self.cap)),
+                JOINING => min = min.min(self.intact_from(write)),
                 _ => {}
             }
         }

@@ -7,11 +7,11 @@ use thiserror::Error;
 
 use super::control::{Backoff, Ring};
 use super::history::Recent;
+use super::RESERVE;
 use super::{AttachError, BroadcastStats, Policy};
-use super::{EMPTY, RESERVE};
-use crate::record::{self, Record, KIND_DATA, KIND_PAD};
+use crate::record::{self, Record};
 use crate::region::Region;
-use crate::ring::{published_at, ClaimError, Corrupt};
+use crate::ring::{publish, published_at, ClaimError, Corrupt};
 use crate::sync::{fence, Ordering};
 
 /// Default time between two checks for dead readers while the ring is full.
@@ -138,8 +138,7 @@ impl<R: Region> Writer<R> {
                 line.write.store(write, Ordering::Release);
             }
         }
-        // Written up to `write` + RESERVE (the zero word behind the last record).
-        let min_cache = (write + RESERVE).saturating_sub(ring.cap);
+        let min_cache = ring.intact_from(write);
         // Nothing is written past it before the first scan.
         // SYNC: write limit
         line.limit.store(min_cache + ring.cap, Ordering::Relaxed);
@@ -199,7 +198,7 @@ impl<R: Region> Writer<R> {
             Policy::Block | Policy::Fail => self.make_room(need)?,
         }
         let rec_pos = self.write + pad;
-        Ok(Claim { writer: self, rec_pos, pad, len: len as u32, end: rec_pos + total })
+        Ok(Claim { writer: self, rec_pos, len: len as u32, end: rec_pos + total })
     }
 
     /// Block/Fail: makes sure `need` bytes at `write` overwrite nothing a live reader needs.
@@ -347,7 +346,7 @@ impl<R: Region> Writer<R> {
     pub fn reclaim_dead(&mut self) -> usize {
         let n = self.ring.reclaim_dead();
         if n > 0 {
-            self.min_cache = (self.write + RESERVE).saturating_sub(self.ring.cap);
+            self.min_cache = self.ring.intact_from(self.write);
             // Lower than before: nothing past it is written before the next scan.
             // SYNC: write limit
             let limit = self.min_cache + self.ring.cap;
@@ -381,8 +380,6 @@ fn published_after<R: Region>(ring: &Ring<R>, write: u64) -> Result<Option<u64>,
 pub struct Claim<'a, R: Region> {
     writer: &'a mut Writer<R>,
     rec_pos: u64,
-    /// Bytes of the PAD in front of the record (0: none), from the writer's position.
-    pad: u64,
     len: u32,
     end: u64,
 }
@@ -421,17 +418,9 @@ impl<R: Region> Claim<'_, R> {
         let w = self.writer;
         let ring = &w.ring;
         let mask = ring.cap - 1;
-        // The word a reader looks at once past this record: nothing there yet.
-        ring.word(self.end & mask).store(EMPTY, Ordering::Relaxed);
-        let word = record::encode(KIND_DATA, self.len, self.rec_pos, ring.cap_log2);
         // SYNC: records published (header)
-        ring.word(self.rec_pos & mask).store(word, Ordering::Release);
-        if self.pad != 0 {
-            let len = (self.pad - record::HEADER) as u32;
-            let pad = record::encode(KIND_PAD, len, w.write, ring.cap_log2);
-            // SYNC: records published (header; after the record it makes room for)
-            ring.word(w.write & mask).store(pad, Ordering::Release);
-        }
+        let store = |pos: u64, word, order| ring.word(pos & mask).store(word, order);
+        publish(store, ring.cap_log2, w.write, self.rec_pos, self.len, self.end);
         ring.index(&mut w.recent, w.published, self.rec_pos);
         w.write = self.end;
         w.published += 1;
