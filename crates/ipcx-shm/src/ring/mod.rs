@@ -121,12 +121,29 @@ pub(crate) const EMPTY: u64 = 0;
 /// Header publication: bytes a writer leaves free behind every record, for that word.
 pub(crate) const RESERVE: u64 = crate::record::HEADER;
 
+/// Header publication, the writer's first step (SPSC and broadcast), at claim, before any
+/// payload byte is written: zeroes the word at `end`, the end of the record just claimed
+/// (the writer's next position, inside the 8 bytes it keeps free). `store(p, word, ordering)`
+/// stores the header word at position `p`.
+///
+/// Why at claim and not at commit: stores leave the store buffer in program order. Between
+/// the payload's stores to the header's cache line and the header itself, a zero store to a
+/// line the writer no longer holds (written a lap ago) lets the reader, which polls the
+/// header's line, take that line back in the meantime, and the header then moves it a
+/// second time: `chan.shm.spin` 64 B measured ~225 ns so, ~190 ns with the zero first. A
+/// claim dropped uncommitted leaves a zero word in free space, which nobody reads.
+#[inline(always)]
+pub(crate) fn clear_end(store: impl Fn(u64, u64, crate::sync::Ordering), end: u64) {
+    // The word a reader looks at once past this record: nothing there yet.
+    store(end, EMPTY, crate::sync::Ordering::Relaxed);
+}
+
 /// Header publication, the writer's side (SPSC and broadcast): publishes the record whose
-/// payload is written, DATA header at `rec_pos`, `len` payload bytes, ending at `end`, after
-/// a PAD from `write` if `rec_pos > write`. `store(p, word, ordering)` stores the header word
-/// at position `p`. Order: zero at `end` (the word at the writer's next position), the DATA
-/// header with Release, then the PAD with Release (a reader that sees the PAD sees the
-/// record behind it). The caller stores `write` afterwards.
+/// payload is written (and whose end [`clear_end`] zeroed at claim), DATA header at
+/// `rec_pos`, `len` payload bytes, after a PAD from `write` if `rec_pos > write`.
+/// `store(p, word, ordering)` stores the header word at position `p`. Order: the DATA header
+/// with Release, then the PAD with Release (a reader that sees the PAD sees the record
+/// behind it). The caller stores `write` afterwards.
 #[inline(always)]
 pub(crate) fn publish(
     store: impl Fn(u64, u64, crate::sync::Ordering),
@@ -134,12 +151,9 @@ pub(crate) fn publish(
     write: u64,
     rec_pos: u64,
     len: u32,
-    end: u64,
 ) {
     use crate::record::{encode, HEADER, KIND_DATA, KIND_PAD};
     use crate::sync::Ordering;
-    // The word a reader looks at once past this record: nothing there yet.
-    store(end, EMPTY, Ordering::Relaxed);
     // SYNC: records published
     store(rec_pos, encode(KIND_DATA, len, rec_pos, cap_log2), Ordering::Release);
     if rec_pos != write {

@@ -55,8 +55,8 @@ use std::ptr::NonNull;
 #[cfg(loom)]
 use super::shadow;
 use super::{
-    check_place, check_positions, max_payload, publish, published_at, ClaimError, Corrupt,
-    LayoutError, EMPTY, RESERVE,
+    check_place, check_positions, clear_end, max_payload, publish, published_at, ClaimError,
+    Corrupt, LayoutError, EMPTY, RESERVE,
 };
 use crate::layout::Padded;
 use crate::record::{self, Corruption, Record};
@@ -340,7 +340,13 @@ impl<R: Region> Producer<R> {
         };
         let pad = if total <= to_end { 0 } else { to_end };
         let rec_pos = self.write + pad;
-        Ok(Claim { producer: self, rec_pos, len: len as u32, end: rec_pos + total })
+        let end = rec_pos + total;
+        let ring = &self.ring;
+        clear_end(
+            |pos: u64, word, order| ring.header(pos & (ring.cap - 1)).store(word, order),
+            end,
+        );
+        Ok(Claim { producer: self, rec_pos, len: len as u32, end })
     }
 
     /// Whether a record of `len` payload bytes fits now. Writes nothing to shared memory
@@ -432,7 +438,7 @@ impl<R: Region> Claim<'_, R> {
         let ring = &p.ring;
         let mask = ring.cap - 1;
         let store = |pos: u64, word, order| ring.header(pos & mask).store(word, order);
-        publish(store, ring.cap_log2, p.write, self.rec_pos, self.len, self.end);
+        publish(store, ring.cap_log2, p.write, self.rec_pos, self.len);
         p.write = self.end;
         p.published = p.published.wrapping_add(1);
         let line = &ring.ctrl().producer;
@@ -730,6 +736,24 @@ mod tests {
             c.peek().unwrap().unwrap().release();
             assert!(!c.has_next().unwrap());
         }
+    }
+
+    #[test]
+    fn a_claim_zeroes_the_word_behind_its_record_before_the_payload_is_written() {
+        let (mut p, mut c) = ring(256);
+        // Words of an earlier lap everywhere but at `write` (0), which is kept zero.
+        for off in (8..256).step_by(8) {
+            p.ring.header(off).store(u64::MAX, Ordering::Relaxed);
+        }
+        let claim = p.claim(20).unwrap(); // 8 + 24 bytes: ends at 32
+        assert_eq!(claim.producer.ring.header(32).load(Ordering::Relaxed), 0);
+        drop(claim);
+        // A claim dropped uncommitted leaves its zero word in free space: harmless.
+        assert!(c.peek().unwrap().is_none());
+        p.push(b"x").unwrap(); // 8 + 8 bytes: ends at 16, over the zeroed word's lap bytes
+        assert_eq!(c.peek().unwrap().unwrap().bytes(), b"x");
+        c.peek().unwrap().unwrap().release();
+        assert!(!c.has_next().unwrap());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::RESERVE;
 use super::{AttachError, BroadcastStats, Policy};
 use crate::record::{self, Record};
 use crate::region::Region;
-use crate::ring::{publish, published_at, ClaimError, Corrupt};
+use crate::ring::{clear_end, publish, published_at, ClaimError, Corrupt};
 use crate::sync::{fence, Ordering};
 
 /// Default time between two checks for dead readers while the ring is full.
@@ -198,7 +198,10 @@ impl<R: Region> Writer<R> {
             Policy::Block | Policy::Fail => self.make_room(need)?,
         }
         let rec_pos = self.write + pad;
-        Ok(Claim { writer: self, rec_pos, len: len as u32, end: rec_pos + total })
+        let end = rec_pos + total;
+        let ring = &self.ring;
+        clear_end(|pos: u64, word, order| ring.word(pos & (cap - 1)).store(word, order), end);
+        Ok(Claim { writer: self, rec_pos, len: len as u32, end })
     }
 
     /// Block/Fail: makes sure `need` bytes at `write` overwrite nothing a live reader needs.
@@ -420,7 +423,7 @@ impl<R: Region> Claim<'_, R> {
         let mask = ring.cap - 1;
         // SYNC: records published (header)
         let store = |pos: u64, word, order| ring.word(pos & mask).store(word, order);
-        publish(store, ring.cap_log2, w.write, self.rec_pos, self.len, self.end);
+        publish(store, ring.cap_log2, w.write, self.rec_pos, self.len);
         ring.index(&mut w.recent, w.published, self.rec_pos);
         w.write = self.end;
         w.published += 1;
