@@ -745,9 +745,11 @@ mod tests {
         for off in (8..256).step_by(8) {
             p.ring.header(off).store(u64::MAX, Ordering::Relaxed);
         }
-        let claim = p.claim(20).unwrap(); // 8 + 24 bytes: ends at 32
-        assert_eq!(claim.producer.ring.header(32).load(Ordering::Relaxed), 0);
-        drop(claim);
+        {
+            let claim = p.claim(20).unwrap(); // 8 + 24 bytes: ends at 32
+            assert_eq!(claim.producer.ring.header(32).load(Ordering::Relaxed), 0);
+            // The claim goes out of scope uncommitted.
+        }
         // A claim dropped uncommitted leaves its zero word in free space: harmless.
         assert!(c.peek().unwrap().is_none());
         p.push(b"x").unwrap(); // 8 + 8 bytes: ends at 16, over the zeroed word's lap bytes
