@@ -56,7 +56,7 @@ use std::ptr::NonNull;
 use super::shadow;
 use super::{
     check_place, check_positions, clear_end, max_payload, publish, published_at, ClaimError,
-    Corrupt, LayoutError, EMPTY, RESERVE,
+    Corrupt, LayoutError, Step, EMPTY, RESERVE,
 };
 use crate::layout::Padded;
 use crate::record::{self, Corruption, Record};
@@ -345,6 +345,7 @@ impl<R: Region> Producer<R> {
         clear_end(
             |pos: u64, word, order| ring.header(pos & (ring.cap - 1)).store(word, order),
             end,
+            Step::Claim,
         );
         Ok(Claim { producer: self, rec_pos, len: len as u32, end })
     }
@@ -438,6 +439,7 @@ impl<R: Region> Claim<'_, R> {
         let ring = &p.ring;
         let mask = ring.cap - 1;
         let store = |pos: u64, word, order| ring.header(pos & mask).store(word, order);
+        clear_end(store, self.end, Step::Commit);
         publish(store, ring.cap_log2, p.write, self.rec_pos, self.len);
         p.write = self.end;
         p.published = p.published.wrapping_add(1);
@@ -739,21 +741,27 @@ mod tests {
     }
 
     #[test]
-    fn a_claim_zeroes_the_word_behind_its_record_before_the_payload_is_written() {
+    fn the_word_behind_a_record_is_zeroed_at_claim_on_a_line_boundary_else_at_commit() {
         let (mut p, mut c) = ring(256);
         // Words of an earlier lap everywhere but at `write` (0), which is kept zero.
         for off in (8..256).step_by(8) {
             p.ring.header(off).store(u64::MAX, Ordering::Relaxed);
         }
         {
-            let claim = p.claim(20).unwrap(); // 8 + 24 bytes: ends at 32
-            assert_eq!(claim.producer.ring.header(32).load(Ordering::Relaxed), 0);
+            // 8 + 56 bytes: ends at 64, where the zero word opens a line of its own.
+            let claim = p.claim(56).unwrap();
+            assert_eq!(claim.producer.ring.header(64).load(Ordering::Relaxed), 0);
             // The claim goes out of scope uncommitted.
         }
         // A claim dropped uncommitted leaves its zero word in free space: harmless.
         assert!(c.peek().unwrap().is_none());
-        p.push(b"x").unwrap(); // 8 + 8 bytes: ends at 16, over the zeroed word's lap bytes
-        assert_eq!(c.peek().unwrap().unwrap().bytes(), b"x");
+        // 8 + 24 bytes: ends at 32, inside the payload's last line: zeroed at commit.
+        let mut claim = p.claim(20).unwrap();
+        assert_eq!(claim.producer.ring.header(32).load(Ordering::Relaxed), u64::MAX);
+        claim.bytes().fill(7);
+        claim.commit();
+        assert_eq!(p.ring.header(32).load(Ordering::Relaxed), 0);
+        assert_eq!(c.peek().unwrap().unwrap().bytes(), &[7; 20]);
         c.peek().unwrap().unwrap().release();
         assert!(!c.has_next().unwrap());
     }

@@ -11,7 +11,7 @@ use super::RESERVE;
 use super::{AttachError, BroadcastStats, Policy};
 use crate::record::{self, Record};
 use crate::region::Region;
-use crate::ring::{clear_end, publish, published_at, ClaimError, Corrupt};
+use crate::ring::{clear_end, publish, published_at, ClaimError, Corrupt, Step};
 use crate::sync::{fence, Ordering};
 
 /// Default time between two checks for dead readers while the ring is full.
@@ -200,7 +200,8 @@ impl<R: Region> Writer<R> {
         let rec_pos = self.write + pad;
         let end = rec_pos + total;
         let ring = &self.ring;
-        clear_end(|pos: u64, word, order| ring.word(pos & (cap - 1)).store(word, order), end);
+        let store = |pos: u64, word, order| ring.word(pos & (cap - 1)).store(word, order);
+        clear_end(store, end, Step::Claim);
         Ok(Claim { writer: self, rec_pos, len: len as u32, end })
     }
 
@@ -423,6 +424,7 @@ impl<R: Region> Claim<'_, R> {
         let mask = ring.cap - 1;
         // SYNC: records published (header)
         let store = |pos: u64, word, order| ring.word(pos & mask).store(word, order);
+        clear_end(store, self.end, Step::Commit);
         publish(store, ring.cap_log2, w.write, self.rec_pos, self.len);
         ring.index(&mut w.recent, w.published, self.rec_pos);
         w.write = self.end;
