@@ -426,12 +426,12 @@ pub struct Claim<'a, R: Region> {
 impl<R: Region> Claim<'_, R> {
     /// The payload bytes, to be written in place.
     ///
-    /// For the lowest latency, write the payload's first 56 bytes last: they share a cache
-    /// line with the record header, which the consumer polls. Written first, they take that
-    /// line from the consumer, which can take it back while the rest is written, and the
-    /// header at [`commit`](Claim::commit) then moves it a second time (the shm channel links
-    /// write their records so; `rpc.shm.spin` measured ~253 ns one-way in order, ~185
-    /// last-line-first).
+    /// For the lowest latency, write last the payload bytes that share the record header's
+    /// cache line (the first 56 when the record starts on a 64-byte line, as the shm channel
+    /// links' records do): the consumer polls that line. Written first, they take it from
+    /// the consumer, which can take it back while the rest is written, and the header at
+    /// [`commit`](Claim::commit) then moves it a second time (`rpc.shm.spin` measured
+    /// ~253 ns one-way with in-order writes, ~185 with the links' order).
     pub fn bytes(&mut self) -> &mut [u8] {
         let ring = &self.producer.ring;
         let off = (self.rec_pos & (ring.cap - 1)) + record::HEADER;
