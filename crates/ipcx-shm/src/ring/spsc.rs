@@ -19,11 +19,13 @@
 //!   data area starts zeroed at `init`, and the producer keeps 8 bytes of the ring free
 //!   behind every record so that it can zero the word at the record's end before it
 //!   publishes the record.
-//! - Commit: the producer writes the payload (plain), zeroes the word at the record's end
-//!   (Relaxed), stores the DATA header with **Release**, and, if the record wrapped, the PAD
-//!   header in front of it with **Release** after that (so a consumer that sees the PAD
-//!   sees the record behind it). Only then does it store `write` (for room accounting,
-//!   counters and attach; the consumer does not wait on it). (`SYNC: records published`)
+//! - Commit: the producer writes the payload (plain), having zeroed the word at the
+//!   record's end (Relaxed) at claim or now, whichever costs less (`ring::clear_end`: at
+//!   claim when that word opens a cache line of its own), stores the DATA header with
+//!   **Release**, and, if the record wrapped, the PAD header in front of it with
+//!   **Release** after that (so a consumer that sees the PAD sees the record behind it).
+//!   Only then does it store `write` (for room accounting, counters and attach; the
+//!   consumer does not wait on it). (`SYNC: records published`)
 //! - The consumer loads the header at its `read` position with **Acquire**: zero means
 //!   empty; anything else is a header of this lap (or the ring is corrupt), and the
 //!   payload behind it is complete. Because the word at `write` was zeroed before the

@@ -37,8 +37,9 @@
 //!
 //! # Memory-ordering protocol
 //!
-//! - `SYNC: records published`: the writer writes a record's payload, zeroes the word
-//!   behind it (it keeps 8 bytes free there: the word at `write` is always zero), stores the
+//! - `SYNC: records published`: the writer writes a record's payload and zeroes the word
+//!   behind it, at claim or commit as in SPSC (`ring::clear_end`; it keeps 8 bytes free
+//!   there: the word at `write` is always zero), then stores the
 //!   header with Release (a wrapped record's PAD after it), then `write` with Release;
 //!   readers load `write` with Acquire before reading below it. `SYNC: records published
 //!   (header)`: a Block/Fail reader whose last look at `write` found it caught up loads the
