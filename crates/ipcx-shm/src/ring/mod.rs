@@ -131,7 +131,7 @@ pub(crate) enum Step {
 }
 
 /// Cache line of the data area, as the writer's stores meet it (x86_64, most aarch64).
-const DATA_LINE: u64 = 64;
+pub(crate) const DATA_LINE: u64 = 64;
 
 /// Header publication (SPSC and broadcast): zeroes the word at `end`, the end of a record
 /// (the writer's next position, inside the 8 bytes it keeps free), at the `step` where it
