@@ -21,9 +21,10 @@
 //!   publishes the record.
 //! - Commit: the producer writes the payload (plain), having zeroed the word at the
 //!   record's end (Relaxed) at claim or now, whichever costs less (`ring::clear_end`: at
-//!   claim when that word opens a cache line of its own), stores the DATA header with
-//!   **Release**, and, if the record wrapped, the PAD header in front of it with
-//!   **Release** after that (so a consumer that sees the PAD sees the record behind it).
+//!   claim when that word opens a cache line of its own; not at all when an earlier
+//!   whole-line record's commit zeroed it ahead, `Producer::zero_ahead`), stores the DATA
+//!   header with **Release**, and, if the record wrapped, the PAD header in front of it
+//!   with **Release** after that (so a consumer that sees the PAD sees the record behind it).
 //!   Only then does it store `write` (for room accounting, counters and attach; the
 //!   consumer does not wait on it). (`SYNC: records published`)
 //! - The consumer loads the header at its `read` position with **Acquire**: zero means
