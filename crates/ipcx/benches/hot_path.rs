@@ -5,8 +5,6 @@
 //! of the ring's floor (`cargo bench -p ipcx-shm --bench ring`, `spsc/zero_copy`).
 //!
 //! - `channel/shm_send_recv/64`: `send` of 64 bytes, then `recv_in_place` on the other end.
-//! - `channel/shm_send_recv_timeout/64`: the same with a timeout on the receive, which
-//!   finds its message there and so reads no clock (the timeout starts at a first wait).
 //! - `rpc/shm_round/64`: a `RawRpcClient` call (`start` with a deadline, then
 //!   `wait_in_place`) of 64 bytes, answered in between by a responder on the server's
 //!   channel that decodes the envelope and sends a 64-byte response: the client's and the
@@ -68,12 +66,6 @@ fn channel(c: &mut Criterion) {
         bench.iter(|| {
             a.send(black_box(&msg)).expect("room in the ring");
             b.recv_in_place(None, |m| black_box(m.len())).expect("a message")
-        })
-    });
-    c.bench_function("channel/shm_send_recv_timeout/64", |bench| {
-        bench.iter(|| {
-            a.send(black_box(&msg)).expect("room in the ring");
-            b.recv_in_place(Some(CONNECT), |m| black_box(m.len())).expect("a message")
         })
     });
 }

@@ -14,7 +14,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use thiserror::Error;
 
 use super::error::{RecvError, SendError};
-use super::link::{Deadline, Limit, LinkError, LinkOps};
+use super::link::{Deadline, LinkError, LinkOps};
 use super::transport::shm::{Plain, ShmLink};
 use super::{Link, SendMode, Transport};
 use crate::frame::{FrameFlags, FrameHeader, FrameKind, HEADER_LEN};
@@ -276,22 +276,20 @@ impl Core {
     }
 
     /// Receives the next message and passes its payload to `f` (in place where the transport
-    /// allows), waiting within `limit` (a timeout starts at the first wait: a message that
-    /// is there at once costs no clock read). If `f` declines it (returns `None`), the
-    /// message stays queued, unacknowledged, for the next receive.
+    /// allows), waiting until `deadline`. If `f` declines it (returns `None`), the message
+    /// stays queued, unacknowledged, for the next receive.
     ///
     /// The fast path (see [`recv_plain`](Self::recv_plain)) is inlined into the caller,
     /// the rest is not.
     #[inline]
     pub(crate) fn recv<R>(
         &mut self,
-        limit: impl Into<Limit>,
+        deadline: Deadline,
         f: impl FnOnce(&[u8]) -> Option<R>,
     ) -> Result<Option<R>, RecvError> {
-        let mut limit = limit.into();
-        match self.recv_plain(&mut limit, f) {
+        match self.recv_plain(deadline, f) {
             Ok(got) => Ok(got),
-            Err(f) => self.recv_general(limit.fix(), f),
+            Err(f) => self.recv_general(deadline, f),
         }
     }
 
@@ -398,7 +396,7 @@ impl Core {
         let step = |link: &mut ShmLink, f| {
             link.reply_plain(expect, max, seq_out, max_out, &mut *head, &mut *body, f)
         };
-        let (r, done) = self.on_shm(&mut Limit::Fixed(deadline), f, step)?;
+        let (r, done) = self.on_shm(deadline, f, step)?;
         self.received = expect;
         if done == Reply::Sent {
             self.sent = seq_out;
@@ -413,11 +411,11 @@ impl Core {
     #[inline]
     fn recv_plain<R, F: FnOnce(&[u8]) -> Option<R>>(
         &mut self,
-        limit: &mut Limit,
+        deadline: Deadline,
         f: F,
     ) -> Result<Option<R>, F> {
         let (expect, max) = (self.received + 1, self.max_recv);
-        let got = self.on_shm(limit, f, |link, f| link.recv_plain(expect, max, f))?;
+        let got = self.on_shm(deadline, f, |link, f| link.recv_plain(expect, max, f))?;
         // Declined: the record stays in the ring, still the one due.
         if got.is_some() {
             self.received = expect;
@@ -429,11 +427,11 @@ impl Core {
     /// takes a record (`Ok`) or hands `f` back (`Err`) for the general path: on another
     /// transport, a channel that is not open or keeps messages, a record that is not plain,
     /// or a wait that failed (its error left in `wait_failed`, to keep this path's result
-    /// small). `limit` is fixed at the first wait.
+    /// small).
     #[inline]
     fn on_shm<T, F>(
         &mut self,
-        limit: &mut Limit,
+        deadline: Deadline,
         f: F,
         mut step: impl FnMut(&mut ShmLink, F) -> Plain<T, F>,
     ) -> Result<T, F> {
@@ -448,7 +446,7 @@ impl Core {
                 Plain::Other(g) => return Err(g),
                 Plain::Empty(g) => {
                     f = g;
-                    if let Err(e) = link.wait_data(limit.fix()) {
+                    if let Err(e) = link.wait_data(deadline) {
                         self.wait_failed = Some(e);
                         return Err(f);
                     }

@@ -35,46 +35,6 @@ pub enum Deadline {
     Never,
 }
 
-/// A receive's limit: a [`Deadline`] already fixed, or a timeout that starts at the
-/// receive's first wait ([`fix`](Limit::fix)). A receive that finds its message ready
-/// reads no clock (~18 ns on this machine, a tenth of an shm message); one that waits
-/// starts its timeout a few instructions after the call, so it ends a little late, never
-/// early.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    /// This deadline.
-    Fixed(Deadline),
-    /// This long from the first wait.
-    Within(Duration),
-}
-
-impl Limit {
-    /// At most `timeout` (`None`: no limit; zero: do not wait), counted from the first wait.
-    pub fn within(timeout: Option<Duration>) -> Limit {
-        match timeout {
-            None => Limit::Fixed(Deadline::Never),
-            Some(d) if d.is_zero() => Limit::Fixed(Deadline::Now),
-            Some(d) => Limit::Within(d),
-        }
-    }
-
-    /// The deadline, fixed now if it was not yet (the clock is read at most once).
-    pub fn fix(&mut self) -> Deadline {
-        let deadline = match *self {
-            Limit::Fixed(deadline) => deadline,
-            Limit::Within(d) => Deadline::after(Some(d)),
-        };
-        *self = Limit::Fixed(deadline);
-        deadline
-    }
-}
-
-impl From<Deadline> for Limit {
-    fn from(deadline: Deadline) -> Limit {
-        Limit::Fixed(deadline)
-    }
-}
-
 impl Deadline {
     /// The deadline `timeout` from now (`None`: no deadline).
     pub fn after(timeout: Option<Duration>) -> Deadline {
@@ -206,23 +166,4 @@ pub struct Readiness<'a> {
     pub read: Vec<BorrowedFd<'a>>,
     /// Writable: a send may now succeed.
     pub write: Vec<BorrowedFd<'a>>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_limit_reads_the_clock_once_at_its_first_fix_and_never_ends_early() {
-        assert_eq!(Limit::within(None).fix(), Deadline::Never);
-        assert_eq!(Limit::within(Some(Duration::ZERO)).fix(), Deadline::Now);
-        let timeout = Duration::from_secs(3);
-        let mut limit = Limit::within(Some(timeout));
-        assert_eq!(limit, Limit::Within(timeout), "nothing fixed before a wait");
-        let before = Instant::now();
-        let Deadline::At(end) = limit.fix() else { panic!("a timeout fixes an instant") };
-        assert!(end >= before + timeout, "never early");
-        assert_eq!(limit.fix(), Deadline::At(end), "fixed once");
-        assert_eq!(Limit::from(Deadline::Now), Limit::Fixed(Deadline::Now));
-    }
 }

@@ -60,7 +60,7 @@ use self::core::Core;
 pub(crate) use self::core::Reply;
 use crate::contract::ContractId;
 pub(crate) use builder::read_addr_file;
-use link::{Deadline, Limit};
+use link::Deadline;
 pub(crate) use transport::{sweep_orphan_queues, Link};
 
 /// How messages travel. See the [module docs](self) for what each uses.
@@ -278,23 +278,23 @@ impl Channel {
         &mut self,
         timeout: Option<Duration>,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
-        let msg = self.recv_owned(Limit::within(timeout))?;
+        let msg = self.recv_owned(Deadline::after(timeout))?;
         Ok((msg, self.core.take_last_fds()))
     }
 
     /// Receives the next message as an owned buffer, waiting as long as it takes.
     pub fn recv(&mut self) -> Result<Vec<u8>, RecvError> {
-        self.recv_owned(Deadline::Never.into())
+        self.recv_owned(Deadline::Never)
     }
 
     /// Like [`recv`](Self::recv), giving up after `timeout` ([`RecvError::Timeout`]).
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
-        self.recv_owned(Limit::within(Some(timeout)))
+        self.recv_owned(Deadline::after(Some(timeout)))
     }
 
     /// The next message if one is there now ([`RecvError::Empty`] otherwise).
     pub fn try_recv(&mut self) -> Result<Vec<u8>, RecvError> {
-        self.recv_owned(Deadline::Now.into())
+        self.recv_owned(Deadline::Now)
     }
 
     /// Receives the next message into `buf`, returning its length; waits at most `timeout`
@@ -307,7 +307,7 @@ impl Channel {
     ) -> Result<usize, RecvError> {
         let capacity = buf.len();
         let mut len = 0;
-        let got = self.core.recv(Limit::within(timeout), |msg| {
+        let got = self.core.recv(Deadline::after(timeout), |msg| {
             len = msg.len();
             let dst = buf.get_mut(..msg.len())?;
             dst.copy_from_slice(msg);
@@ -325,7 +325,7 @@ impl Channel {
         timeout: Option<Duration>,
         f: impl FnOnce(&[u8]) -> R,
     ) -> Result<R, RecvError> {
-        let got = self.core.recv(Limit::within(timeout), |msg| Some(f(msg)))?;
+        let got = self.core.recv(Deadline::after(timeout), |msg| Some(f(msg)))?;
         Ok(got.expect("a function that always accepts never leaves the message queued"))
     }
 
@@ -355,8 +355,8 @@ impl Channel {
     }
 
     /// Receives the next message as an owned buffer.
-    fn recv_owned(&mut self, limit: Limit) -> Result<Vec<u8>, RecvError> {
-        let got = self.core.recv(limit, |msg| Some(msg.to_vec()))?;
+    fn recv_owned(&mut self, deadline: Deadline) -> Result<Vec<u8>, RecvError> {
+        let got = self.core.recv(deadline, |msg| Some(msg.to_vec()))?;
         Ok(got.expect("a function that always accepts never leaves the message queued"))
     }
 }
