@@ -381,7 +381,8 @@ impl<R: Region> Producer<R> {
 
     /// After a whole-line record: zeroes the line-start words from the first one past
     /// `write` not yet zeroed up to [`ZERO_AHEAD`] bytes past `write`, within the free space
-    /// (never at or past `read + capacity - 8`, where unread records may lie). The next
+    /// (never past `read + capacity - 8`, its last word: unread records may lie from
+    /// `read + capacity` on). The next
     /// whole-line records' claims then find the word behind them zero and store nothing:
     /// that store, at claim, waited for a line the consumer read a lap ago (and its
     /// prefetcher may have fetched again since), and every store of the record waited
@@ -399,7 +400,7 @@ impl<R: Region> Producer<R> {
         let ring = &self.ring;
         let mask = ring.cap - 1;
         let from = self.zeroed.max(self.write + 1).next_multiple_of(DATA_LINE);
-        // Free space ends at read + capacity; the last word there is not ours to zero.
+        // Free space ends at read + capacity: a word at `to - 1` or before ends inside it.
         let to = (self.write + ZERO_AHEAD).min(self.read_cache + ring.cap - RESERVE + 1);
         let mut pos = from;
         while pos < to {
