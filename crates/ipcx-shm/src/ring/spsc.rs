@@ -382,19 +382,18 @@ impl<R: Region> Producer<R> {
     /// After a whole-line record: zeroes the line-start words from the first one past
     /// `write` not yet zeroed up to [`ZERO_AHEAD`] bytes past `write`, within the free space
     /// (never past `read + capacity - 8`, its last word: unread records may lie from
-    /// `read + capacity` on). The next
-    /// whole-line records' claims then find the word behind them zero and store nothing:
-    /// that store, at claim, waited for a line the consumer read a lap ago (and its
-    /// prefetcher may have fetched again since), and every store of the record waited
-    /// behind it. Here it waits behind nothing the consumer is polling. Measured
-    /// (`ipcx bench --quick`, interleaved rounds): `chan.shm.spin` 64 B 163–170 ns against
-    /// 174–185, `rpc.shm.spin` 169–177 against 173–187, `chan.shm` throughput unchanged or
-    /// better; `shm.*` rows (72-byte records, never whole-line) unchanged.
+    /// `read + capacity` on). The next whole-line records' claims then find the word behind
+    /// them zero and store nothing: that store, at claim, waited for a line the consumer
+    /// read a lap ago (and its prefetcher may have fetched again since), and every store of
+    /// the record waited behind it. Here it waits behind nothing the consumer is polling.
+    /// Measured (`ipcx bench --quick`, interleaved rounds): `chan.shm.spin` 64 B 163–170 ns
+    /// against 174–185, `rpc.shm.spin` 169–177 against 173–187, `chan.shm` throughput
+    /// unchanged or better; `shm.*` rows (72-byte records, never whole-line) unchanged.
     ///
     /// Each line start is zeroed once per lap, as the claims did before. Only this producer
-    /// writes the data area, and only behind `write`, so the zeros stay until its records
-    /// reach them; a successor attaching after a crash starts with nothing known zeroed.
-    /// Out of line: [`Claim::commit`] stays small enough to inline.
+    /// writes the data area, record after record from `write` on, so the zeros stay until
+    /// its records reach them; a successor attaching after a crash starts with nothing
+    /// known zeroed. Out of line: [`Claim::commit`] stays small enough to inline.
     #[inline(never)]
     fn zero_ahead(&mut self) {
         let ring = &self.ring;
