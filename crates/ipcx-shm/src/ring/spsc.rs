@@ -711,6 +711,14 @@ mod tests {
         (Producer::attach(region.clone(), 0).unwrap(), Consumer::attach(region, 0).unwrap())
     }
 
+    /// Stores `word(off)` in every data word but the first (the ring's `write`, kept zero):
+    /// what an earlier lap could have left there.
+    fn stale(p: &Producer<Arc<HeapRegion>>, cap: u64, word: impl Fn(u64) -> u64) {
+        for off in (8..cap).step_by(8) {
+            p.ring.header(off).store(word(off), Ordering::Relaxed);
+        }
+    }
+
     #[test]
     fn records_keep_order_and_boundaries_across_wraps() {
         let (mut p, mut c) = ring(256);
@@ -814,10 +822,7 @@ mod tests {
     #[test]
     fn the_word_behind_a_record_is_zeroed_at_claim_on_a_line_boundary_else_at_commit() {
         let (mut p, mut c) = ring(256);
-        // Words of an earlier lap everywhere but at `write` (0), which is kept zero.
-        for off in (8..256).step_by(8) {
-            p.ring.header(off).store(u64::MAX, Ordering::Relaxed);
-        }
+        stale(&p, 256, |_| u64::MAX);
         {
             // 8 + 56 bytes: ends at 64, where the zero word opens a line of its own.
             let claim = p.claim(56).unwrap();
@@ -840,9 +845,7 @@ mod tests {
     #[test]
     fn a_whole_line_record_zeroes_the_line_starts_ahead_and_the_next_claim_stores_nothing() {
         let (mut p, mut c) = ring(1024);
-        for off in (8..1024).step_by(8) {
-            p.ring.header(off).store(u64::MAX, Ordering::Relaxed);
-        }
+        stale(&p, 1024, |_| u64::MAX);
         // 8 + 120 bytes: lines 0 and 1; the claim zeroes 128, the commit the line starts
         // up to 128 + ZERO_AHEAD (640, exclusive), and nothing else.
         p.push(&[1; 120]).unwrap();
@@ -896,11 +899,7 @@ mod tests {
     fn zeroing_ahead_never_reaches_unread_records_or_lets_a_stale_word_through() {
         let (mut p, mut c) = ring(1024);
         // Every word but the first holds what could be a header of an earlier lap.
-        for off in (8..1024).step_by(8) {
-            p.ring
-                .header(off)
-                .store(record::encode(record::KIND_DATA, 8, off, 10), Ordering::Relaxed);
-        }
+        stale(&p, 1024, |off| record::encode(record::KIND_DATA, 8, off, 10));
         // Whole-line records (56, 120, 184 bytes) among others, the ring filled to the last
         // record before each read, so the zeros ahead meet unread records at every turn.
         let sizes = [120usize, 56, 184, 20, 120, 248, 120, 7];

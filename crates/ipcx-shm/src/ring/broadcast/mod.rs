@@ -39,8 +39,8 @@
 //!
 //! - `SYNC: records published`: the writer writes a record's payload and zeroes the word
 //!   behind it, at claim or commit as in SPSC (`ring::clear_end`; it keeps 8 bytes free
-//!   there: the word at `write` is always zero), then stores the
-//!   header with Release (a wrapped record's PAD after it), then `write` with Release;
+//!   there: the word at `write` is always zero), then stores the header with Release (a
+//!   wrapped record's PAD after it), then `write` with Release;
 //!   readers load `write` with Acquire before reading below it. `SYNC: records published
 //!   (header)`: a Block/Fail reader whose last look at `write` found it caught up loads the
 //!   header word at its cursor with Acquire instead, and takes a valid header there as a
