@@ -304,14 +304,17 @@ fn eventfd_doorbell_writes_only_for_announced_waiters() {
     let bell = EventfdDoorbell::init_in(HeapRegion::new(LEN), 0, EventFd::new().unwrap()).unwrap();
     bell.ring().unwrap();
     assert!(!bell.drain().unwrap(), "no waiter: nothing written");
+    assert!(!bell.has_waiters());
     let announced = bell.announce();
     assert_eq!(bell.stats().waiters, 1);
+    assert!(bell.has_waiters(), "the one-load check sees what stats sees");
     bell.ring().unwrap();
     // An event loop would now see the fd readable.
     let _fd = bell.as_fd();
     assert!(bell.drain().unwrap());
     drop(announced);
     assert_eq!(bell.stats().waiters, 0, "the ring took the announcement");
+    assert!(!bell.has_waiters());
     assert_eq!(bell.stats().wakeups, 1);
     let r = bell.wait_until(|| false, WaitPolicy::park_only(), Some(Duration::from_millis(20)));
     assert!(matches!(r, Err(WaitError::Timeout)));

@@ -155,6 +155,13 @@ impl<R: Region> EventfdDoorbell<R> {
         self.state().is_closed()
     }
 
+    /// Whether a waiter is announced now (see [`stats`](Self::stats)): one load, no fence,
+    /// so a waiter announcing meanwhile may be missed; ring anyway where that matters.
+    #[inline]
+    pub fn has_waiters(&self) -> bool {
+        self.state().has_waiters()
+    }
+
     /// The shared counters.
     pub fn stats(&self) -> DoorbellStats {
         self.state().stats()

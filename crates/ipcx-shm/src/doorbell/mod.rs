@@ -390,6 +390,13 @@ impl DoorbellState {
         self.wakeups.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether a waiter is announced now: one relaxed load, no fence (for a caller that
+    /// rings only if someone waits and accepts missing a waiter that announces meanwhile).
+    #[inline]
+    pub(crate) fn has_waiters(&self) -> bool {
+        self.waiters.load(Ordering::Relaxed) & COUNT_MASK != 0
+    }
+
     pub(crate) fn stats(&self) -> DoorbellStats {
         DoorbellStats {
             parks: self.parks.load(Ordering::Relaxed),

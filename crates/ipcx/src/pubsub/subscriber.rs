@@ -266,7 +266,7 @@ impl<T> Subscriber<T> {
                         rec.release();
                         // No fence (it would cost every receive): a publisher announcing
                         // just now may be missed and finds the room after its 1 ms slice.
-                        if p.space.stats().waiters != 0 {
+                        if p.space.has_waiters() {
                             let _ = p.space.ring();
                         }
                         self.next = i + 1;

@@ -522,28 +522,16 @@ impl Core {
             return;
         }
         let session = &mut self.session;
-        let mut f = Some(f);
         let got = self.ch.recv_in_place_until(deadline, |bytes| -> Result<(), Box<Bad>> {
             // The usual case first: the response awaited (`plain` takes every valid one).
+            // Anything else is decoded out of line, which keeps this closure small.
             if let Some((id, payload)) = envelope::plain(bytes, Kind::Response) {
                 if id == want.0 && session.end_awaited(want) {
-                    if let Some(f) = f.take() {
-                        f(Body::Response(payload));
-                    }
+                    f(Body::Response(payload));
                     return Ok(());
                 }
             }
-            let env = envelope::decode(bytes).map_err(|e| Box::new(Bad::Envelope(e)))?;
-            match session.handle_for(env, want) {
-                Ok(Some(body)) => {
-                    if let Some(f) = f.take() {
-                        f(body);
-                    }
-                    Ok(())
-                }
-                Ok(None) => Ok(()),
-                Err(e) => Err(Box::new(Bad::Direction(e))),
-            }
+            other_for(session, bytes, want, f)
         });
         self.cancel_overrun();
         match got {
@@ -590,6 +578,27 @@ impl Core {
     fn die(&mut self) {
         self.gone = true;
         self.session.fail_all();
+    }
+}
+
+/// [`Core::recv_for`]'s envelope when it is not the plain response awaited: decoded and
+/// taken into the session, or, if it is the awaited call's last word after all, given to
+/// `f`.
+#[inline(never)]
+fn other_for(
+    session: &mut ClientSession,
+    bytes: &[u8],
+    want: CallId,
+    f: impl FnOnce(Body<'_>),
+) -> Result<(), Box<Bad>> {
+    let env = envelope::decode(bytes).map_err(|e| Box::new(Bad::Envelope(e)))?;
+    match session.handle_for(env, want) {
+        Ok(Some(body)) => {
+            f(body);
+            Ok(())
+        }
+        Ok(None) => Ok(()),
+        Err(e) => Err(Box::new(Bad::Direction(e))),
     }
 }
 

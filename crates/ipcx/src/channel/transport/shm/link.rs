@@ -272,7 +272,7 @@ fn next_plain(
 #[inline]
 fn release(record: Peeked<'_, Region>, rx_space: &Doorbell<Region>) {
     record.release();
-    if rx_space.stats().waiters != 0 {
+    if rx_space.has_waiters() {
         let _ = rx_space.ring();
     }
 }
@@ -399,7 +399,7 @@ impl LinkOps for ShmLink {
                 record.release();
                 // No fence here (it would cost every receive): a sender that announced
                 // itself just now may be missed, and then finds room after its ROOM_SLICE.
-                if rx_space.stats().waiters != 0 {
+                if rx_space.has_waiters() {
                     rx_space.ring().map_err(|e| LinkError::os("ringing the shm doorbell", e))?;
                 }
                 return Ok(r);
