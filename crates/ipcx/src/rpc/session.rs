@@ -123,6 +123,18 @@ impl ClientSession {
         }
     }
 
+    /// Forgets the call at `i`. Mostly it is the one started last: popped, with no call
+    /// into `memmove` for the nothing behind it (on the path from a response to the next
+    /// request).
+    fn remove_at(&mut self, i: usize) -> Call {
+        if i + 1 == self.calls.len() {
+            if let Some(call) = self.calls.pop() {
+                return call;
+            }
+        }
+        self.calls.remove(i)
+    }
+
     fn index(&self, id: u64) -> Option<usize> {
         // Mostly the call awaited is the one started last.
         match self.calls.last() {
@@ -218,22 +230,12 @@ impl ClientSession {
     /// place); otherwise (`false`) the word goes through [`handle`](Self::handle).
     #[inline]
     pub fn end_awaited(&mut self, id: CallId) -> bool {
-        // Mostly the call awaited is the one started last: popped, nothing moves.
-        if let Some(last) = self.calls.last() {
-            if last.id == id.0 {
-                if last.finished || last.queued != 0 {
-                    return false;
-                }
-                self.calls.pop();
-                return true;
-            }
-        }
         let Some(i) = self.index(id.0) else { return false };
         let call = &self.calls[i];
         if call.finished || call.queued != 0 {
             return false;
         }
-        self.calls.remove(i);
+        self.remove_at(i);
         true
     }
 
@@ -278,7 +280,7 @@ impl ClientSession {
         let (_, event) = self.events.remove(at)?;
         self.calls[i].queued -= 1;
         if event.is_last() {
-            self.calls.remove(i);
+            self.remove_at(i);
         }
         Some(event)
     }
@@ -287,7 +289,7 @@ impl ClientSession {
     /// working on it (send it a Cancel).
     pub fn forget(&mut self, id: CallId) -> bool {
         let Some(i) = self.index(id.0) else { return false };
-        let call = self.calls.remove(i);
+        let call = self.remove_at(i);
         if call.queued != 0 {
             self.events.retain(|(of, _)| *of != id.0);
         }
