@@ -356,3 +356,23 @@ fn eventfd_doorbell_ping_pong_between_processes() {
     drop((a, b, region, shm));
     assert!(leftovers(&name).is_empty());
 }
+
+#[test]
+fn spin_turns_split_off_a_policy_leave_the_rest_of_its_spin() {
+    use ipcx_shm::doorbell::TURN;
+    let us = Duration::from_micros;
+    // Parking at once gives no turns; busy-polling gives all, and stays busy-polling.
+    assert_eq!(WaitPolicy::park_only().take_turns(256), (0, WaitPolicy::park_only()));
+    assert_eq!(WaitPolicy::spin_only().take_turns(256), (256, WaitPolicy::spin_only()));
+    // Counted spins: the turns come off the count.
+    let counted = WaitPolicy::spin_iterations_then_park;
+    assert_eq!(counted(100).take_turns(256), (100, counted(0)));
+    assert_eq!(counted(1000).take_turns(256), (256, counted(744)));
+    // Timed spins: the turns' estimated time comes off the spin, never below zero.
+    let timed = WaitPolicy::spin_then_park;
+    assert_eq!(timed(us(5)).take_turns(256), (256, timed(us(5) - TURN * 256)));
+    assert_eq!(timed(TURN * 100).take_turns(256), (100, timed(Duration::ZERO)));
+    assert_eq!(timed(Duration::ZERO).take_turns(256), (0, timed(Duration::ZERO)));
+    assert_eq!(timed(Duration::MAX).take_turns(256), (256, timed(Duration::MAX - TURN * 256)));
+    assert_eq!(WaitPolicy::default().take_turns(0), (0, WaitPolicy::default()));
+}

@@ -222,6 +222,29 @@ impl WaitPolicy {
     pub const fn spin_only() -> WaitPolicy {
         WaitPolicy { spin: Spin::Iterations(0), park: false }
     }
+
+    /// Splits up to `turns` spin turns off the front of this policy, for a caller that spins
+    /// them in its own loop (looking at its ring there, so that a record arriving meanwhile
+    /// is taken without a return through the wait): how many turns to spin, and the policy
+    /// of the wait that follows them. A policy that parks at once gives no turns. A timed
+    /// spin is shortened by the turns' estimated time ([`TURN`] each), so the two together
+    /// spin about as long as the policy did; where a turn takes longer, a little longer.
+    pub fn take_turns(self, turns: u32) -> (u32, WaitPolicy) {
+        match (self.spin, self.park) {
+            // Spins until ready: the turns come off nothing.
+            (_, false) => (turns, self),
+            (Spin::Iterations(n), true) => {
+                let taken = turns.min(n);
+                (taken, WaitPolicy::spin_iterations_then_park(n - taken))
+            }
+            (Spin::For(d), true) => {
+                let per_turn = TURN.as_nanos().max(1);
+                let taken = turns.min(u32::try_from(d.as_nanos() / per_turn).unwrap_or(u32::MAX));
+                let rest = d.saturating_sub(TURN.saturating_mul(taken));
+                (taken, WaitPolicy::spin_then_park(rest))
+            }
+        }
+    }
 }
 
 impl Default for WaitPolicy {
@@ -632,3 +655,7 @@ fn spin(
 /// read ~18 ns: every 256 turns (~2.5 µs) keeps a sub-microsecond wait free of clock reads,
 /// at the price of a timeout or spin phase ending up to that much late.
 const CLOCK_EVERY: u32 = 256;
+
+/// The estimated time of one spin turn ([`WaitPolicy::take_turns`]): what it measured here
+/// (see [`CLOCK_EVERY`]); CPUs whose `pause` is slower spin a little longer.
+pub const TURN: Duration = Duration::from_nanos(10);

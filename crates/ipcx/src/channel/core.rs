@@ -440,13 +440,20 @@ impl Core {
             return Err(f);
         }
         let mut f = f;
+        // Spun first on the ring itself (see ShmLink::turns), then on the doorbell.
+        let mut turns = link.turns(deadline);
         loop {
             match step(link, f) {
                 Plain::Took(t) => return Ok(t),
                 Plain::Other(g) => return Err(g),
+                Plain::Empty(g) if turns > 0 => {
+                    f = g;
+                    turns -= 1;
+                    std::hint::spin_loop();
+                }
                 Plain::Empty(g) => {
                     f = g;
-                    if let Err(e) = link.wait_data(deadline) {
+                    if let Err(e) = link.wait_data(deadline, true) {
                         self.wait_failed = Some(e);
                         return Err(f);
                     }
