@@ -121,6 +121,7 @@ impl<R: Region> Doorbell<R> {
     }
 
     /// Whether the doorbell was closed (by any process).
+    #[inline]
     pub fn is_closed(&self) -> bool {
         self.state().is_closed()
     }

@@ -395,6 +395,9 @@ impl DoorbellState {
         }
     }
 
+    /// One load; inlined into other crates too (where a channel's send and its receive's
+    /// spin look at it every time).
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         // SYNC: doorbell closed
         self.closed.load(Ordering::Acquire) != 0
