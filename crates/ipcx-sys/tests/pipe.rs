@@ -144,6 +144,30 @@ fn atomic_writes_are_limited_to_pipe_buf() {
 }
 
 #[test]
+fn reads_that_poll_first_take_what_is_there_wait_for_more_and_see_the_end() {
+    let (r, w) = pipe().unwrap();
+    let mut buf = [0u8; 64];
+    // Data there already: the poll returns at once.
+    w.write_all(b"ready").unwrap();
+    assert_eq!(r.read_when_ready(&mut buf, Some(LONG)).unwrap(), 5);
+    assert_eq!(&buf[..5], b"ready");
+    // Nothing there: the timeout, never early.
+    let t = Duration::from_millis(30);
+    let start = Instant::now();
+    assert!(matches!(r.read_when_ready(&mut buf, Some(t)), Err(ReadError::Timeout)));
+    assert!(start.elapsed() >= t);
+    // Written by another thread while (or before) the read waits without a limit; then the
+    // writer closes, and a read that polls first sees the end, not a timeout.
+    let writer = std::thread::spawn(move || w.write_all(b"later").unwrap());
+    assert_eq!(r.read_when_ready(&mut buf, None).unwrap(), 5);
+    assert_eq!(&buf[..5], b"later");
+    writer.join().unwrap();
+    assert!(matches!(r.read_when_ready(&mut buf, Some(LONG)), Err(ReadError::PeerGone)));
+    assert!(matches!(r.read_when_ready(&mut buf, None), Err(ReadError::PeerGone)));
+    assert_eq!(r.read_when_ready(&mut [], None).unwrap(), 0);
+}
+
+#[test]
 fn timeouts_and_try_forms() {
     let (r, w) = pipe().unwrap();
     let mut buf = [0u8; 64];

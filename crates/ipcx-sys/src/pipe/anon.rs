@@ -75,6 +75,32 @@ impl PipeReader {
         self.read_until(buf, Wait::Now)
     }
 
+    /// Like [`read_timeout`](Self::read_timeout) (`None`: like [`read`](Self::read)), for a
+    /// caller that expects to wait (its last read emptied the pipe): waits for data before
+    /// the first read, which spares the read that would fail with `EAGAIN`, one syscall of
+    /// the three a waiting read makes. If data is there already, the `poll` returns at once
+    /// and the read costs a syscall more than [`read`](Self::read).
+    pub fn read_when_ready(
+        &self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<usize, ReadError> {
+        let wait = match timeout {
+            None => Wait::Forever,
+            Some(t) => Instant::now().checked_add(t).map_or(Wait::Forever, Wait::Until),
+        };
+        if !buf.is_empty() {
+            let seen = poll_fd(self.fd.as_fd(), PollFlags::IN, wait).map_err(ReadError::Os)?;
+            if seen.is_empty() {
+                return Err(ReadError::Timeout);
+            }
+        }
+        match self.read_until(buf, wait)? {
+            Some(n) => Ok(n),
+            None => Err(ReadError::Timeout),
+        }
+    }
+
     /// Fills all of `buf`, waiting at most `timeout` in total.
     pub fn read_exact_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<(), ReadError> {
         let deadline = Instant::now() + timeout;

@@ -39,7 +39,7 @@ pub(crate) fn accept_pipe(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Con
     send_setup(&ctl, PIPE_SETUP, &[down_r.as_fd(), up_w.as_fd()])?;
     drop((down_r, up_w));
     recv_ready(&ctl, setup.deadline)?;
-    let io = PipeIo { reader: up_r, writer: down_w };
+    let io = PipeIo::new(up_r, down_w);
     Ok(Link::Pipe(StreamLink::new(io, setup.max_frame)))
 }
 
@@ -53,10 +53,10 @@ pub(crate) fn connect_pipe(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Co
         return Err(ConnectError::Handshake("pipe setup payload is not \"pipe\"".into()));
     }
     let os = |e| ConnectError::os("taking the pipe ends received", e);
-    let io = PipeIo {
-        reader: PipeReader::from_fd(down_r).map_err(os)?,
-        writer: PipeWriter::from_fd(up_w).map_err(os)?,
-    };
+    let io = PipeIo::new(
+        PipeReader::from_fd(down_r).map_err(os)?,
+        PipeWriter::from_fd(up_w).map_err(os)?,
+    );
     send_ready(&ctl)?;
     Ok(Link::Pipe(StreamLink::new(io, setup.max_frame)))
 }
@@ -89,7 +89,7 @@ pub(crate) fn accept_fifo(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Con
     send_setup(&ctl, id.as_bytes(), &[])?;
     recv_ready(&ctl, setup.deadline)?;
     drop((hold, up, down));
-    Ok(Link::Pipe(StreamLink::new(PipeIo { reader, writer }, setup.max_frame)))
+    Ok(Link::Pipe(StreamLink::new(PipeIo::new(reader, writer), setup.max_frame)))
 }
 
 /// Connector side of `fifo`.
@@ -117,5 +117,5 @@ pub(crate) fn connect_fifo(ctl: UdsStream, setup: &Setup<'_>) -> Result<Link, Co
     }
     .map_err(open)?;
     send_ready(&ctl)?;
-    Ok(Link::Pipe(StreamLink::new(PipeIo { reader, writer }, setup.max_frame)))
+    Ok(Link::Pipe(StreamLink::new(PipeIo::new(reader, writer), setup.max_frame)))
 }

@@ -482,6 +482,16 @@ pub struct PipeIo {
     pub reader: PipeReader,
     /// The end we write.
     pub writer: PipeWriter,
+    /// The last read left the pipe empty (it read less than it had room for): the next one
+    /// likely waits, so it polls before it reads ([`PipeReader::read_when_ready`]).
+    drained: bool,
+}
+
+impl PipeIo {
+    /// Reads from `reader`, writes to `writer`.
+    pub fn new(reader: PipeReader, writer: PipeWriter) -> PipeIo {
+        PipeIo { reader, writer, drained: false }
+    }
 }
 
 impl ByteIo for PipeIo {
@@ -491,14 +501,22 @@ impl ByteIo for PipeIo {
 
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
         use ipcx_sys::pipe::ReadError;
-        let r = match deadline {
-            Deadline::Never => self.reader.read(buf),
-            Deadline::Now => self.reader.try_read(buf).map(|n| n.unwrap_or(usize::MAX)),
+        let timeout = match deadline {
+            Deadline::Now => None,
             d => match d.remaining() {
-                Some(t) if !t.is_zero() => self.reader.read_timeout(buf, t),
-                _ => return Err(LinkError::Timeout),
+                Some(t) if t.is_zero() => return Err(LinkError::Timeout),
+                t => Some(t),
             },
         };
+        let r = match timeout {
+            None => self.reader.try_read(buf).map(|n| n.unwrap_or(usize::MAX)),
+            Some(t) if self.drained => self.reader.read_when_ready(buf, t),
+            Some(None) => self.reader.read(buf),
+            Some(Some(t)) => self.reader.read_timeout(buf, t),
+        };
+        if let Ok(n) = r {
+            self.drained = n < buf.len();
+        }
         match r {
             Ok(usize::MAX) => Err(LinkError::Timeout),
             Ok(n) => Ok(n),
