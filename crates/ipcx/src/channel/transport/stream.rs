@@ -423,7 +423,7 @@ impl TcpIo {
         }
         let t = match deadline {
             Deadline::Never => None,
-            d => Some(d.remaining().filter(|t| !t.is_zero()).ok_or(LinkError::Timeout)?),
+            d => Some(socket_timeout(d.remaining().unwrap_or_default()).ok_or(LinkError::Timeout)?),
         };
         let slot = if write { &mut self.write_timeout } else { &mut self.read_timeout };
         if *slot != Some(t) {
@@ -437,6 +437,29 @@ impl TcpIo {
         }
         Ok(())
     }
+}
+
+/// The socket timeout for a wait with `left` to go: whole milliseconds, rounded down (never
+/// past the deadline), so that the timeouts of successive operations, each `left` from its
+/// own start, come out equal and the socket keeps the one it has (a `setsockopt` saved per
+/// timed receive and send); below a millisecond, `left` itself. `None` once `left` is zero.
+/// A wait that times out early by the rounding goes round once more (`retry`).
+fn socket_timeout(left: Duration) -> Option<Duration> {
+    let ms = Duration::from_millis(u64::try_from(left.as_millis()).unwrap_or(u64::MAX));
+    match left {
+        l if l.is_zero() => None,
+        l if ms.is_zero() => Some(l),
+        _ => Some(ms),
+    }
+}
+
+/// Whether a TCP operation until `deadline` that failed with `e` should try again: its
+/// socket timeout (rounded down by [`socket_timeout`]) ran out before the deadline.
+fn retry(e: &std::io::Error, deadline: Deadline) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), WouldBlock | TimedOut)
+        && matches!(deadline, Deadline::At(_))
+        && !deadline.expired()
 }
 
 /// Maps a std I/O error of a TCP operation.
@@ -455,21 +478,23 @@ impl ByteIo for TcpIo {
     }
 
     fn read(&mut self, buf: &mut [u8], deadline: Deadline) -> Result<usize, LinkError> {
-        self.prepare(deadline, false)?;
         loop {
+            self.prepare(deadline, false)?;
             match self.stream.read(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(0),
+                Err(e) if retry(&e, deadline) => continue,
                 r => return r.map_err(|e| tcp_error("recv on the tcp socket", e)),
             }
         }
     }
 
     fn write(&mut self, buf: &[u8], deadline: Deadline) -> Result<usize, LinkError> {
-        self.prepare(deadline, true)?;
         loop {
+            self.prepare(deadline, true)?;
             match self.stream.write(buf) {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) if retry(&e, deadline) => continue,
                 r => return r.map_err(|e| tcp_error("send on the tcp socket", e)),
             }
         }
@@ -546,5 +571,22 @@ impl ByteIo for PipeIo {
             Err(WriteError::PeerGone { .. }) => Err(LinkError::PeerGone),
             Err(e) => Err(LinkError::os("write to the pipe", e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_timeouts_are_whole_milliseconds_never_past_the_deadline() {
+        let (ms, us) = (Duration::from_millis, Duration::from_micros);
+        assert_eq!(socket_timeout(Duration::ZERO), None);
+        assert_eq!(socket_timeout(us(300)), Some(us(300)), "below a millisecond: exact");
+        assert_eq!(socket_timeout(us(1_999)), Some(ms(1)));
+        assert_eq!(socket_timeout(ms(10_000) - us(3)), Some(ms(9_999)));
+        // Successive operations, each 10 s from its own start: one timeout, set once.
+        assert_eq!(socket_timeout(ms(10_000) - us(5)), socket_timeout(ms(10_000) - us(900)));
+        assert_eq!(socket_timeout(Duration::MAX), Some(ms(u64::MAX)));
     }
 }
