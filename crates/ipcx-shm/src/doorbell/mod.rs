@@ -662,3 +662,8 @@ const CLOCK_EVERY: u32 = 256;
 /// The estimated time of one spin turn ([`WaitPolicy::take_turns`]): what it measured here
 /// (see [`CLOCK_EVERY`]); CPUs whose `pause` is slower spin a little longer.
 pub const TURN: Duration = Duration::from_nanos(10);
+
+/// Spin turns a wait takes before its first look at the clock: as many as a caller that
+/// spins on its rings itself before it waits ([`WaitPolicy::take_turns`]) should take, so
+/// that a wait ending within them reads no clock either.
+pub const FIRST_TURNS: u32 = CLOCK_EVERY;

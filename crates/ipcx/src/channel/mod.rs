@@ -60,7 +60,7 @@ use self::core::Core;
 pub(crate) use self::core::Reply;
 use crate::contract::ContractId;
 pub(crate) use builder::read_addr_file;
-use link::Deadline;
+pub(crate) use link::Deadline;
 pub(crate) use transport::{sweep_orphan_queues, Link};
 
 /// How messages travel. See the [module docs](self) for what each uses.

@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ipcx_shm::doorbell::FIRST_TURNS;
 use ipcx_shm::ring::broadcast::{self, Reader};
 use ipcx_shm::{Doorbell, WaitError, WaitPolicy};
 use ipcx_sys::liveness::{probe, Liveness};
 
 use super::layout::{self, PublisherRecord, Region, RING, SPACE_BELL};
 use super::{OpenError, RecvError, RESCAN_INTERVAL, WAIT_SLICE};
+use crate::channel::Deadline;
 use crate::contract::Message;
 use crate::node::{Layout, NodeId};
 use crate::service::{Pattern, Service};
@@ -127,24 +129,24 @@ impl<T: Message> Subscriber<T> {
 
     /// Waits for the next message (from any publisher) and decodes it.
     pub fn recv(&mut self) -> Result<Sample<T>, RecvError> {
-        self.recv_within(None)
+        self.recv_within(Deadline::Never)
     }
 
     /// [`recv`](Self::recv), waiting at most `timeout`: [`RecvError::Timeout`] after.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Sample<T>, RecvError> {
-        self.recv_within(Instant::now().checked_add(timeout))
+        self.recv_within(Deadline::after(Some(timeout)))
     }
 
     /// The next message if one is ready, without waiting.
     pub fn try_recv(&mut self) -> Result<Option<Sample<T>>, RecvError> {
-        match self.recv_within(Some(Instant::now())) {
+        match self.recv_within(Deadline::Now) {
             Ok(s) => Ok(Some(s)),
             Err(RecvError::Timeout) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    fn recv_within(&mut self, deadline: Option<Instant>) -> Result<Sample<T>, RecvError> {
+    fn recv_within(&mut self, deadline: Deadline) -> Result<Sample<T>, RecvError> {
         let (decoded, i) = self.wait_next(deadline, &mut |b| crate::codec::decode::<T>(b))?;
         decoded
             .map(|value| Sample { value })
@@ -158,7 +160,7 @@ impl<T> Subscriber<T> {
     /// the result is discarded, and the next call reports [`RecvError::Lagged`]; so `f`
     /// may run for a message that is not delivered.
     pub fn recv_in_place<R>(&mut self, mut f: impl FnMut(&[u8]) -> R) -> Result<R, RecvError> {
-        self.wait_next(None, &mut f).map(|(r, _)| r)
+        self.wait_next(Deadline::Never, &mut f).map(|(r, _)| r)
     }
 
     /// [`recv_in_place`](Self::recv_in_place), waiting at most `timeout`.
@@ -167,7 +169,7 @@ impl<T> Subscriber<T> {
         timeout: Duration,
         mut f: impl FnMut(&[u8]) -> R,
     ) -> Result<R, RecvError> {
-        self.wait_next(Instant::now().checked_add(timeout), &mut f).map(|(r, _)| r)
+        self.wait_next(Deadline::after(Some(timeout)), &mut f).map(|(r, _)| r)
     }
 
     /// How long a receive spins before parking (default 5 µs; zero parks at once; a long
@@ -191,16 +193,23 @@ impl<T> Subscriber<T> {
         &self.service
     }
 
-    /// Returns the next message through `f`, with the index of its publisher.
+    /// Returns the next message through `f`, with the index of its publisher. Spins its
+    /// first turns on the rings themselves (as a channel's receive on shm does; none for
+    /// [`Deadline::Now`] or a subscriber that parks at once), so a message that arrives then
+    /// is taken where it was seen; then waits on the bell.
     fn wait_next<R>(
         &mut self,
-        deadline: Option<Instant>,
+        deadline: Deadline,
         f: &mut impl FnMut(&[u8]) -> R,
     ) -> Result<(R, usize), RecvError> {
-        let mut policy = if self.spin.is_zero() {
+        let policy = if self.spin.is_zero() {
             WaitPolicy::park_only()
         } else {
             WaitPolicy::spin_then_park(self.spin)
+        };
+        let (mut turns, mut policy) = match deadline {
+            Deadline::Now => (0, policy),
+            _ => policy.take_turns(FIRST_TURNS),
         };
         loop {
             if let Some(got) = self.try_once(f)? {
@@ -213,6 +222,11 @@ impl<T> Subscriber<T> {
                 }
                 return Ok(got);
             }
+            if turns > 0 {
+                turns -= 1;
+                std::hint::spin_loop();
+                continue;
+            }
             let now = Instant::now();
             if now >= self.next_scan {
                 self.rescan();
@@ -221,9 +235,9 @@ impl<T> Subscriber<T> {
                 }
             }
             let slice = match deadline {
-                None => WAIT_SLICE,
-                Some(d) if d > now => (d - now).min(WAIT_SLICE),
-                Some(_) => return Err(RecvError::Timeout),
+                Deadline::Never => WAIT_SLICE,
+                Deadline::At(d) if d > now => (d - now).min(WAIT_SLICE),
+                Deadline::At(_) | Deadline::Now => return Err(RecvError::Timeout),
             };
             let Subscriber { bell, pubs, .. } = self;
             let ready = || pubs.iter_mut().any(Attached::ready);

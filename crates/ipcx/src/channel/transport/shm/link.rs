@@ -32,7 +32,7 @@ const LINE: usize = 64;
 /// measured across processes, `chan.shm.spin` and `rpc.shm.spin` ~3.5 ns less per direction
 /// (eight interleaved rounds). As many as the doorbell's spin takes before its first look at
 /// the clock, so a receive that ends within them reads no clock either.
-const INLINE_TURNS: u32 = 256;
+const INLINE_TURNS: u32 = ipcx_shm::doorbell::FIRST_TURNS;
 
 /// The record payload that carries a frame of `frame` bytes: padded so that the record
 /// (8-byte header included) fills whole cache lines. Every record then starts on a line, and
