@@ -193,6 +193,20 @@ impl<T> Subscriber<T> {
         &self.service
     }
 
+    /// How a receive until `deadline` waits once the rings are empty: spin turns on the
+    /// rings themselves, then the bell's policy.
+    fn wait_plan(&self, deadline: Deadline) -> (u32, WaitPolicy) {
+        let policy = if self.spin.is_zero() {
+            WaitPolicy::park_only()
+        } else {
+            WaitPolicy::spin_then_park(self.spin)
+        };
+        match deadline {
+            Deadline::Now => (0, policy),
+            _ => policy.take_turns(FIRST_TURNS),
+        }
+    }
+
     /// Returns the next message through `f`, with the index of its publisher. Spins its
     /// first turns on the rings themselves (as a channel's receive on shm does; none for
     /// [`Deadline::Now`] or a subscriber that parks at once), so a message that arrives then
@@ -202,15 +216,8 @@ impl<T> Subscriber<T> {
         deadline: Deadline,
         f: &mut impl FnMut(&[u8]) -> R,
     ) -> Result<(R, usize), RecvError> {
-        let policy = if self.spin.is_zero() {
-            WaitPolicy::park_only()
-        } else {
-            WaitPolicy::spin_then_park(self.spin)
-        };
-        let (mut turns, mut policy) = match deadline {
-            Deadline::Now => (0, policy),
-            _ => policy.take_turns(FIRST_TURNS),
-        };
+        // Worked out once the first look finds nothing (not on a receive that does).
+        let mut plan: Option<(u32, WaitPolicy)> = None;
         loop {
             if let Some(got) = self.try_once(f)? {
                 self.since_scan += 1;
@@ -222,8 +229,9 @@ impl<T> Subscriber<T> {
                 }
                 return Ok(got);
             }
-            if turns > 0 {
-                turns -= 1;
+            let (turns, policy) = plan.get_or_insert_with(|| self.wait_plan(deadline));
+            if *turns > 0 {
+                *turns -= 1;
                 std::hint::spin_loop();
                 continue;
             }
@@ -241,7 +249,7 @@ impl<T> Subscriber<T> {
             };
             let Subscriber { bell, pubs, .. } = self;
             let ready = || pubs.iter_mut().any(Attached::ready);
-            match bell.wait_until(ready, policy, Some(slice)) {
+            match bell.wait_until(ready, *policy, Some(slice)) {
                 Ok(()) => {}
                 // A whole slice without a message: look for new publishers now (a shorter
                 // wait, cut by the caller's timeout, leaves the rescan to its interval).
@@ -251,7 +259,7 @@ impl<T> Subscriber<T> {
                 Err(WaitError::Closed) => std::thread::sleep(slice),
                 Err(WaitError::Os(e)) => return Err(RecvError::Wait(WaitError::Os(e))),
             }
-            policy = WaitPolicy::park_only();
+            *policy = WaitPolicy::park_only();
         }
     }
 
