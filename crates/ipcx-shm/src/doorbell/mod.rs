@@ -238,8 +238,8 @@ impl WaitPolicy {
                 (taken, WaitPolicy::spin_iterations_then_park(n - taken))
             }
             (Spin::For(d), true) => {
-                let per_turn = TURN.as_nanos().max(1);
-                let taken = turns.min(u32::try_from(d.as_nanos() / per_turn).unwrap_or(u32::MAX));
+                let taken =
+                    turns.min(u32::try_from(d.as_nanos() / TURN.as_nanos()).unwrap_or(u32::MAX));
                 let rest = d.saturating_sub(TURN.saturating_mul(taken));
                 (taken, WaitPolicy::spin_then_park(rest))
             }
